@@ -1,0 +1,74 @@
+package chat
+
+import "time"
+
+// BotRequest is the request on BotCmd: the command line a user typed.
+type BotRequest struct {
+	ID   string `json:"id"`
+	Room string `json:"room"`
+	User string `json:"user"`
+	Text string `json:"text"`
+}
+
+// BotReply answers a BotRequest. Public answers go to the room as messages of
+// kind bot; Notice is a private answer for the sender only (an
+// acknowledgement, the /help text). Code is a machine-readable error code
+// such as "unknown_command" or "invalid".
+type BotReply struct {
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+	Code   string `json:"code,omitempty"`
+	Notice string `json:"notice,omitempty"`
+}
+
+// SMSTask is a job on SMSChannel. It is published with the Nats-Msg-Id header
+// set to ID so a retried publish is not a second task.
+type SMSTask struct {
+	ID          string    `json:"id"`
+	Room        string    `json:"room"`
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// HistoryRequest asks for messages of a room with Before > seq > After
+// (zero means unbounded), newest first when only Before is set, at most Limit.
+type HistoryRequest struct {
+	Before uint64 `json:"before,omitempty"`
+	After  uint64 `json:"after,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// HistoryResponse answers a HistoryRequest with messages in seq order.
+// StoredThrough is the stream sequence up to which every message is stored:
+// anything newer may not be in the database yet and must come from the
+// stream.
+type HistoryResponse struct {
+	Messages      []Message `json:"messages"`
+	HasMore       bool      `json:"has_more"`
+	StoredThrough uint64    `json:"stored_through"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// Room describes a room in a RoomsResponse.
+type Room struct {
+	Name          string    `json:"name"`
+	Messages      int64     `json:"messages"`
+	CreatedAt     time.Time `json:"created_at"`
+	LastMessageAt time.Time `json:"last_message_at"`
+}
+
+// RoomsResponse answers a request on HistoryRooms, most recently active first.
+type RoomsResponse struct {
+	Rooms []Room `json:"rooms"`
+	Error string `json:"error,omitempty"`
+}
+
+// Presence is an event on PresenceSubject: a user joined or left a room.
+type Presence struct {
+	Room    string    `json:"room"`
+	User    string    `json:"user"`
+	Event   string    `json:"event"` // "join" or "leave"
+	Gateway string    `json:"gateway,omitempty"`
+	TS      time.Time `json:"ts"`
+}
