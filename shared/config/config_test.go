@@ -1,0 +1,68 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/natschat/chat/shared/natsconn"
+)
+
+type spec struct {
+	natsconn.Config
+	Log
+	Addr string `default:":8080" desc:"listen address"`
+}
+
+func TestLoadPrefixedAndUnprefixed(t *testing.T) {
+	t.Setenv("NATS_URL", "nats://shared:4222")
+	t.Setenv("SVC_ADDR", ":9999")
+	var s spec
+	if err := Load("SVC", &s, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.URL != "nats://shared:4222" || s.Addr != ":9999" || s.Level != "info" {
+		t.Errorf("got %+v", s)
+	}
+	t.Setenv("SVC_NATS_URL", "nats://own:4222")
+	if err := Load("SVC", &s, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.URL != "nats://own:4222" {
+		t.Errorf("prefixed variable ignored: got %q", s.URL)
+	}
+}
+
+func TestLoadHelp(t *testing.T) {
+	var out bytes.Buffer
+	var s spec
+	err := Load("SVC", &s, []string{"-h"}, &out)
+	if !errors.Is(err, ErrHelp) {
+		t.Fatalf("got %v, want ErrHelp", err)
+	}
+	for _, want := range []string{"SVC_NATS_URL", "(or NATS_URL)", "SVC_ADDR", ":8080", "SVC_LOG_LEVEL"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage does not mention %q:\n%s", want, out.String())
+		}
+	}
+	if err := Load("SVC", &s, []string{"--port=1"}, &out); err == nil || errors.Is(err, ErrHelp) {
+		t.Errorf("unknown argument accepted: %v", err)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var out bytes.Buffer
+	log, err := Log{Level: "warn", Format: "json"}.Logger(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown", "room", "lobby")
+	if strings.Contains(out.String(), "hidden") || !strings.Contains(out.String(), `"room":"lobby"`) {
+		t.Errorf("got %q", out.String())
+	}
+	if _, err := (Log{Level: "loud", Format: "json"}).Logger(&out); err == nil {
+		t.Error("bad level accepted")
+	}
+}
