@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/stream"
+)
+
+// errResumeTooFar means a resume would carry more than the configured maximum,
+// or cannot be proven complete: the client gets a reset instead.
+var errResumeTooFar = errors.New("resume too far behind")
+
+// backlog reads the messages a client missed. The database (through the
+// history service) holds everything up to its stored_through sequence; the
+// CHAT stream holds the newest messages whether or not history has written
+// them yet. Reading both is what makes a join gap-free while history lags or
+// is down.
+type backlog struct {
+	nc             *nats.Conn
+	js             jetstream.JetStream
+	chat           jetstream.Stream
+	historyTimeout time.Duration
+	log            *slog.Logger
+}
+
+// lastSeq is the sequence of room's newest message in the stream, 0 if none.
+func (b *backlog) lastSeq(ctx context.Context, room string) (uint64, error) {
+	m, err := b.chat.GetLastMsgForSubject(ctx, chat.RoomSubject(room))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last message of room %s: %w", room, err)
+	}
+	return m.Sequence, nil
+}
+
+// latest returns up to n of room's newest messages with seq <= upTo, in seq
+// order, and whether older ones exist.
+func (b *backlog) latest(ctx context.Context, room string, upTo uint64, n int) ([]chat.Message, bool, error) {
+	if upTo == 0 || n <= 0 {
+		return nil, false, nil
+	}
+	resp, herr := b.askHistory(ctx, room, chat.HistoryRequest{Before: upTo + 1, Limit: n})
+	stored := storedRows(resp, herr)
+	if herr == nil && resp.StoredThrough >= upTo {
+		return stored, resp.HasMore, nil
+	}
+	from := uint64(1)
+	if herr == nil {
+		from = resp.StoredThrough + 1
+	}
+	tail, dropped, err := b.streamRange(ctx, room, from, upTo, n)
+	if err != nil {
+		return nil, false, err
+	}
+	need := n - len(tail)
+	if need <= 0 {
+		return tail, dropped > 0 || len(stored) > 0 || resp.HasMore, nil
+	}
+	hasMore := resp.HasMore
+	if len(stored) > need {
+		stored, hasMore = stored[len(stored)-need:], true
+	}
+	return append(stored, tail...), hasMore, nil
+}
+
+// after returns every message of room with since < seq <= upTo, in seq order.
+// It fails with errResumeTooFar if there are more than max, or if history is
+// unreachable and the stream no longer holds everything after since.
+func (b *backlog) after(ctx context.Context, room string, since, upTo uint64, max int) ([]chat.Message, error) {
+	if since >= upTo {
+		return nil, nil
+	}
+	resp, herr := b.askHistory(ctx, room, chat.HistoryRequest{After: since, Before: upTo + 1, Limit: max})
+	if herr == nil && resp.HasMore {
+		return nil, errResumeTooFar
+	}
+	stored := storedRows(resp, herr)
+	from := since + 1
+	if herr == nil && resp.StoredThrough >= from {
+		from = resp.StoredThrough + 1
+	}
+	if herr != nil {
+		info, err := b.chat.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("chat stream info: %w", err)
+		}
+		if from < info.State.FirstSeq {
+			return nil, errResumeTooFar
+		}
+	}
+	if from > upTo {
+		return stored, nil
+	}
+	tail, dropped, err := b.streamRange(ctx, room, from, upTo, max+1)
+	if err != nil {
+		return nil, err
+	}
+	if dropped > 0 || len(stored)+len(tail) > max {
+		return nil, errResumeTooFar
+	}
+	return append(stored, tail...), nil
+}
+
+// storedRows keeps the rows history is sure of: a row above stored_through
+// may sit next to a gap another history instance has not committed yet, so
+// those come from the stream instead.
+func storedRows(resp chat.HistoryResponse, err error) []chat.Message {
+	if err != nil {
+		return nil
+	}
+	rows := resp.Messages[:0:0]
+	for _, m := range resp.Messages {
+		if m.Seq <= resp.StoredThrough {
+			rows = append(rows, m)
+		}
+	}
+	return rows
+}
+
+func (b *backlog) askHistory(ctx context.Context, room string, req chat.HistoryRequest) (chat.HistoryResponse, error) {
+	var resp chat.HistoryResponse
+	data, _ := json.Marshal(req)
+	ctx, cancel := context.WithTimeout(ctx, b.historyTimeout)
+	defer cancel()
+	msg, err := b.nc.RequestWithContext(ctx, chat.HistorySubject(room), data)
+	if err != nil {
+		b.log.Debug("history unavailable, reading the stream", "room", room, "err", err)
+		return resp, fmt.Errorf("history request: %w", err)
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return resp, fmt.Errorf("history reply: %w", err)
+	}
+	if resp.Error != "" {
+		return resp, fmt.Errorf("history: %s", resp.Error)
+	}
+	return resp, nil
+}
+
+// streamRange reads room's messages with from <= seq <= to from the stream,
+// in order, keeping only the newest keep (0: all). dropped counts the older
+// ones it skipped. Garbage is skipped the way every reader of CHAT skips it.
+func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64, keep int) (msgs []chat.Message, dropped int, err error) {
+	if from == 0 {
+		from = 1
+	}
+	if from > to {
+		return nil, 0, nil
+	}
+	cons, err := b.chat.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     chat.RoomSubject(room),
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
+	}
+	defer func() {
+		// A background context: the consumer must go even if ctx is done.
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = b.chat.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	pending := cons.CachedInfo().NumPending
+	for pending > 0 {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			pending = meta.NumPending
+			if meta.Sequence.Stream > to {
+				pending = 0
+				break
+			}
+			cm, err := chat.ParseMessage(m.Data(), meta.Timestamp)
+			if err != nil {
+				continue
+			}
+			cm.Room, cm.Seq = room, meta.Sequence.Stream
+			msgs = append(msgs, cm)
+			if keep > 0 && len(msgs) == 2*keep {
+				dropped += keep
+				msgs = append(msgs[:0], msgs[keep:]...)
+			}
+		}
+		cancel()
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
+		}
+		if got == 0 {
+			return nil, 0, fmt.Errorf("read room %s from stream: no message within 2s, %d pending", room, pending)
+		}
+	}
+	if keep > 0 && len(msgs) > keep {
+		dropped += len(msgs) - keep
+		msgs = msgs[len(msgs)-keep:]
+	}
+	return msgs, dropped, nil
+}
+
+// ensureChat creates the CHAT stream if needed and returns its handle.
+func ensureChat(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
+	return stream.Ensure(ctx, js, stream.ChatConfig(stream.Options{Replicas: replicas}))
+}

@@ -1,0 +1,227 @@
+// Package gateway bridges browser WebSockets to NATS subjects and serves the
+// web UI and the HTTP API. It talks to the other services only through NATS.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/natsconn"
+)
+
+// Config is the gateway's configuration, read from GATEWAY_* variables.
+type Config struct {
+	natsconn.Config
+	config.Log
+
+	Addr string `default:":8080" desc:"HTTP listen address"`
+	// AllowedOrigins empty means same-origin WebSockets only.
+	AllowedOrigins  []string      `split_words:"true" desc:"origin host patterns allowed to open WebSockets besides the gateway's own host, comma-separated (e.g. chat.example.com,*.example.org); empty: same origin only"`
+	SendQueue       int           `split_words:"true" default:"256" desc:"frames queued per client before it is disconnected as too slow"`
+	HistoryOnJoin   int           `split_words:"true" default:"50" desc:"messages sent to a client when it joins"`
+	ResumeMax       int           `split_words:"true" default:"1000" desc:"most messages a ?since= resume sends; further behind, the client gets a reset"`
+	PageMax         int           `split_words:"true" default:"200" desc:"most messages of one history page"`
+	Rate            float64       `default:"20" desc:"frames per second a client may send on average"`
+	Burst           int           `default:"40" desc:"frames a client may send in a burst"`
+	BotTimeout      time.Duration `split_words:"true" default:"3s" desc:"how long to wait for the bot's answer to a command"`
+	HistoryTimeout  time.Duration `split_words:"true" default:"2s" desc:"how long to wait for the history service before reading the stream"`
+	PublishTimeout  time.Duration `split_words:"true" default:"5s" desc:"how long to wait for JetStream to store a message"`
+	WriteTimeout    time.Duration `split_words:"true" default:"10s" desc:"how long one WebSocket write may take before the client is dropped"`
+	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
+	Replicas        int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
+	ID              string        `desc:"name of this gateway instance in NATS (default: host name)"`
+}
+
+// Run connects to NATS, listens on cfg.Addr and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	nc, err := natsconn.Connect(cfg.Config, "gateway-"+cfg.instance(), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer nc.Close()
+	return Serve(ctx, cfg, nc, ln, log)
+}
+
+// Serve serves on ln with an existing NATS connection until ctx is done,
+// then drains: stops accepting, closes WebSockets with going-away, drains
+// NATS. It closes ln.
+func Serve(ctx context.Context, cfg Config, nc *nats.Conn, ln net.Listener, log *slog.Logger) error {
+	g, err := New(ctx, cfg, nc, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("gateway listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		g.Close()
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("gateway shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(sctx)
+	g.Close()
+	if err := g.wait(sctx); err != nil {
+		log.Warn("websockets still open at shutdown timeout", "err", err)
+	}
+	if err := nc.Drain(); err != nil {
+		log.Warn("drain nats", "err", err)
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown http: %w", shutdownErr)
+	}
+	return nil
+}
+
+func (cfg Config) instance() string {
+	if cfg.ID != "" {
+		return cfg.ID
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return host
+}
+
+// Gateway is the HTTP handler of the gateway: pages, API and WebSockets.
+type Gateway struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	backlog *backlog
+	hub     *hub
+	log     *slog.Logger
+	mux     *http.ServeMux
+
+	mu      sync.Mutex
+	closing bool
+	clients map[*client]struct{}
+	conns   sync.WaitGroup
+}
+
+// New builds a gateway on nc, creating the CHAT stream if it does not exist.
+// While NATS is unreachable it retries until ctx is done.
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	chatStream, err := retry(ctx, log, "ensure CHAT stream", func() (jetstream.Stream, error) {
+		return ensureChat(ctx, js, cfg.Replicas)
+	})
+	if err != nil {
+		return nil, err
+	}
+	b := &backlog{nc: nc, js: js, chat: chatStream, historyTimeout: cfg.HistoryTimeout, log: log}
+	g := &Gateway{
+		cfg:     cfg,
+		nc:      nc,
+		js:      js,
+		backlog: b,
+		hub:     newHub(nc, b, 4096, log),
+		log:     log,
+		clients: make(map[*client]struct{}),
+	}
+	g.routes()
+	// After a reconnect the feed does not replay what was published while
+	// this gateway was away: each room catches up from the stream.
+	prev := nc.Opts.ReconnectedCB
+	nc.SetReconnectHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		g.hub.resyncAll()
+	})
+	return g, nil
+}
+
+// Close closes every WebSocket with going-away and refuses new ones.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closing = true
+	for c := range g.clients {
+		c.close(websocket.StatusGoingAway, "server shutting down")
+	}
+}
+
+// wait returns when every WebSocket handler has finished, or ctx is done.
+func (g *Gateway) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		g.conns.Wait()
+		g.hub.wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Gateway) track(c *client) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.clients[c] = struct{}{}
+	g.conns.Add(1)
+	return true
+}
+
+func (g *Gateway) untrack(c *client) {
+	g.mu.Lock()
+	delete(g.clients, c)
+	g.mu.Unlock()
+	g.conns.Done()
+}
+
+// retry calls f with backoff until it succeeds or ctx is done.
+func retry[T any](ctx context.Context, log *slog.Logger, what string, f func() (T, error)) (T, error) {
+	wait := 200 * time.Millisecond
+	for {
+		v, err := f()
+		if err == nil {
+			return v, nil
+		}
+		log.Warn(what+" failed, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}

@@ -1,0 +1,296 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natschat/chat/shared/chat"
+)
+
+// hub owns the rooms that have clients on this gateway: one NATS
+// subscription per room, however many clients are in it.
+type hub struct {
+	nc      *nats.Conn
+	backlog *backlog
+	log     *slog.Logger
+	// feedBuffer bounds the messages waiting for a room's goroutine; when it
+	// overflows NATS drops them and the gap is refilled from the stream.
+	feedBuffer int
+
+	mu    sync.Mutex
+	rooms map[string]*room
+	wg    sync.WaitGroup
+}
+
+func newHub(nc *nats.Conn, b *backlog, feedBuffer int, log *slog.Logger) *hub {
+	return &hub{nc: nc, backlog: b, feedBuffer: feedBuffer, log: log, rooms: make(map[string]*room)}
+}
+
+// acquire returns the running room called name, starting it for the first
+// client. Every acquire is paired with a release.
+func (h *hub) acquire(ctx context.Context, name string) (*room, error) {
+	h.mu.Lock()
+	r, ok := h.rooms[name]
+	if !ok {
+		r = &room{
+			name:    name,
+			hub:     h,
+			started: make(chan struct{}),
+			resync:  make(chan struct{}, 1),
+			clients: make(map[*client]struct{}),
+		}
+		h.rooms[name] = r
+		go r.start(h.feedBuffer)
+	}
+	r.refs++
+	h.mu.Unlock()
+
+	select {
+	case <-r.started:
+	case <-ctx.Done():
+		h.release(r, nil)
+		return nil, ctx.Err()
+	}
+	if r.startErr != nil {
+		h.release(r, nil)
+		return nil, r.startErr
+	}
+	return r, nil
+}
+
+// release removes c (if not nil) from r and stops r after its last client.
+func (h *hub) release(r *room, c *client) {
+	if c != nil {
+		r.leave(c)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.refs--
+	if r.refs > 0 {
+		return
+	}
+	if h.rooms[r.name] == r {
+		delete(h.rooms, r.name)
+	}
+	r.stop()
+}
+
+// resyncAll makes every room check the stream for messages it may have
+// missed while NATS was disconnected.
+func (h *hub) resyncAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		select {
+		case r.resync <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stats reports the active rooms and the clients in them.
+func (h *hub) stats() (rooms, clients int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		rooms++
+		r.mu.Lock()
+		clients += len(r.clients)
+		r.mu.Unlock()
+	}
+	return rooms, clients
+}
+
+func (h *hub) wait() { h.wg.Wait() }
+
+// room delivers one room's messages, in stream order, to its clients here.
+type room struct {
+	name string
+	hub  *hub
+
+	refs     int // guarded by hub.mu
+	started  chan struct{}
+	startErr error
+	sub      *nats.Subscription
+	feed     chan *nats.Msg
+	resync   chan struct{}
+	done     chan struct{}
+
+	mu      sync.Mutex
+	last    uint64 // the newest sequence delivered to clients
+	clients map[*client]struct{}
+}
+
+// start subscribes to the room's feed, then reads the room's newest sequence:
+// in that order, every message after it is certain to arrive on the feed or
+// to be announced by a later message's Nats-Last-Sequence.
+func (r *room) start(buffer int) {
+	defer close(r.started)
+	r.feed = make(chan *nats.Msg, buffer)
+	sub, err := r.hub.nc.ChanSubscribe(chat.FeedSubject(r.name), r.feed)
+	if err != nil {
+		r.startErr = fmt.Errorf("subscribe to room %s: %w", r.name, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.hub.nc.FlushWithContext(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		r.startErr = fmt.Errorf("subscribe to room %s: %w", r.name, err)
+		return
+	}
+	last, err := r.hub.backlog.lastSeq(ctx, r.name)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		r.startErr = err
+		return
+	}
+	r.sub, r.last = sub, last
+	r.done = make(chan struct{})
+	r.hub.wg.Add(1)
+	go r.run()
+}
+
+func (r *room) stop() {
+	if r.sub == nil {
+		return
+	}
+	_ = r.sub.Unsubscribe()
+	close(r.done)
+}
+
+func (r *room) run() {
+	defer r.hub.wg.Done()
+	for {
+		select {
+		case m := <-r.feed:
+			r.handle(m)
+		case <-r.resync:
+			r.catchUp()
+		case <-r.done:
+			return
+		}
+	}
+}
+
+// handle delivers one republished message, first filling any gap its
+// Nats-Last-Sequence header reveals.
+func (r *room) handle(m *nats.Msg) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		r.hub.log.Warn("feed message without sequence", "room", r.name, "err", err)
+		return
+	}
+	prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
+	last := r.lastDelivered()
+	if seq <= last {
+		return
+	}
+	if prev > last {
+		r.fill(last+1, prev)
+	}
+	arrival, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	if err != nil {
+		arrival = time.Now()
+	}
+	cm, err := chat.ParseMessage(m.Data, arrival)
+	if err != nil {
+		r.hub.log.Warn("skipping bad message", "room", r.name, "seq", seq, "err", err)
+		r.advance(seq)
+		return
+	}
+	cm.Room, cm.Seq = r.name, seq
+	r.deliver(cm)
+}
+
+// catchUp delivers whatever the stream holds beyond the last delivered
+// message: after a reconnect the feed does not replay what it missed.
+func (r *room) catchUp() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	newest, err := r.hub.backlog.lastSeq(ctx, r.name)
+	if err != nil {
+		r.hub.log.Warn("resync room", "room", r.name, "err", err)
+		return
+	}
+	if last := r.lastDelivered(); newest > last {
+		r.fill(last+1, newest)
+	}
+}
+
+func (r *room) fill(from, to uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, _, err := r.hub.backlog.streamRange(ctx, r.name, from, to, 0)
+	if err != nil {
+		r.hub.log.Error("fill gap from stream", "room", r.name, "from", from, "to", to, "err", err)
+		return
+	}
+	r.hub.log.Debug("filled gap from stream", "room", r.name, "from", from, "to", to, "messages", len(msgs))
+	for _, m := range msgs {
+		r.deliver(m)
+	}
+	r.advance(to)
+}
+
+func (r *room) deliver(m chat.Message) {
+	frame := encodeMessage(m)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.Seq <= r.last {
+		return
+	}
+	r.last = m.Seq
+	for c := range r.clients {
+		c.push(frame)
+	}
+}
+
+func (r *room) advance(seq uint64) {
+	r.mu.Lock()
+	r.last = max(r.last, seq)
+	r.mu.Unlock()
+}
+
+func (r *room) lastDelivered() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// join adds c in the joining state, where live messages wait in c.pending
+// while its backlog is sent, and returns the sequence the backlog must reach.
+func (r *room) join(c *client) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.joining = true
+	r.clients[c] = struct{}{}
+	return r.last
+}
+
+// takePending hands over the live frames that arrived while c was joining,
+// for the caller to write. When there are none left, c becomes live: from
+// then on frames go to its send queue.
+func (r *room) takePending(c *client) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	frames := c.pending
+	c.pending = nil
+	if len(frames) == 0 {
+		c.joining = false
+	}
+	return frames
+}
+
+func (r *room) leave(c *client) {
+	r.mu.Lock()
+	delete(r.clients, c)
+	r.mu.Unlock()
+}

@@ -1,0 +1,310 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/natschat/chat/shared/chat"
+)
+
+// maxFrame is the read limit: well above the longest valid message frame
+// (4,000 four-byte characters, escaped), so only abuse reaches it.
+const maxFrame = 64 << 10
+
+// maxViolations is how many rate-limited frames in a row a client may send
+// before it is treated as abusive and disconnected.
+const maxViolations = 100
+
+func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
+	room, user, ok := roomAndUser(w, r, "/ws/chat/")
+	if !ok {
+		return
+	}
+	var since uint64
+	resume := false
+	if s := r.URL.Query().Get("since"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			writeText(w, http.StatusBadRequest, "since must be a non-negative integer (the last seq received)")
+			return
+		}
+		since, resume = n, true
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+	if err != nil {
+		g.log.Info("websocket refused", "room", room, "user", user, "origin", r.Header.Get("Origin"), "err", err)
+		return
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(maxFrame)
+
+	c := newClient(conn, room, user, g.cfg.SendQueue, rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst))
+	if !g.track(c) {
+		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer g.untrack(c)
+	log := g.log.With("room", room, "user", user)
+
+	defer func() {
+		// Give the close handshake its time before CloseNow runs.
+		c.close(websocket.StatusNormalClosure, "")
+		<-c.closed
+	}()
+	// ctx ends the client's background work (commands, backlog reads) when
+	// it goes. Reads do not use it: a cancelled read context would drop the
+	// connection before the close frame is sent.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.gone:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+
+	rm, err := g.hub.acquire(ctx, room)
+	if err != nil {
+		log.Error("join room", "err", err)
+		c.close(websocket.StatusInternalError, "chat unavailable, try again")
+		return
+	}
+	defer g.hub.release(rm, c)
+	upTo := rm.join(c)
+
+	first, err := g.joinBacklog(ctx, room, since, upTo, resume)
+	if err != nil {
+		log.Error("backlog on join", "err", err)
+		c.close(websocket.StatusInternalError, "history unavailable, try again")
+		return
+	}
+	// The backlog, then what arrived live meanwhile, written here before
+	// the send queue takes over: neither fits a bounded queue.
+	for frames := [][]byte{first}; len(frames) > 0; frames = rm.takePending(c) {
+		for _, f := range frames {
+			if err := g.write(c, f); err != nil {
+				return
+			}
+		}
+	}
+	go c.writeLoop(g.cfg.WriteTimeout)
+	log.Debug("client joined", "since", since, "up_to", upTo)
+
+	g.readLoop(ctx, c)
+}
+
+func (g *Gateway) write(c *client, frame []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.WriteTimeout)
+	defer cancel()
+	return c.conn.Write(ctx, websocket.MessageText, frame)
+}
+
+// joinBacklog builds the first frame of a connection: the newest messages,
+// or for a resume every message after since; both up to upTo, the last
+// message the room delivered before the client joined, so that the live
+// messages that follow neither overlap nor leave a gap.
+func (g *Gateway) joinBacklog(ctx context.Context, room string, since, upTo uint64, resume bool) ([]byte, error) {
+	f := historyFrame{Type: frameHistory, Messages: []chat.Message{}}
+	if resume {
+		msgs, err := g.backlog.after(ctx, room, since, upTo, g.cfg.ResumeMax)
+		switch {
+		case err == nil:
+			f.Messages = nonNil(msgs)
+			// has_more is about messages older than the first: a resuming
+			// client already has those.
+			return mustJSON(f), nil
+		case !errors.Is(err, errResumeTooFar):
+			return nil, err
+		}
+		f.Reset = true
+	}
+	msgs, more, err := g.backlog.latest(ctx, room, upTo, g.cfg.HistoryOnJoin)
+	if err != nil {
+		return nil, err
+	}
+	f.Messages, f.HasMore = nonNil(msgs), more
+	return mustJSON(f), nil
+}
+
+func nonNil(msgs []chat.Message) []chat.Message {
+	if msgs == nil {
+		return []chat.Message{}
+	}
+	return msgs
+}
+
+func (g *Gateway) readLoop(ctx context.Context, c *client) {
+	violations := 0
+	for {
+		typ, data, err := c.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		if !c.limiter.Allow() {
+			violations++
+			if violations > maxViolations {
+				c.close(websocket.StatusPolicyViolation, "too many frames")
+				return
+			}
+			c.send(encodeError(codeRateLimited, "slow down: too many messages", ""))
+			continue
+		}
+		violations = 0
+		if typ != websocket.MessageText {
+			c.send(encodeError(codeInvalid, "binary frames are not supported: send JSON text frames", ""))
+			continue
+		}
+		var f inFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.send(encodeError(codeInvalid, "malformed JSON frame: "+err.Error(), ""))
+			continue
+		}
+		switch f.Type {
+		case frameMessage:
+			g.onMessage(ctx, c, f)
+		case frameHistory:
+			g.onHistory(ctx, c, f)
+		default:
+			c.send(encodeError(codeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), ""))
+		}
+	}
+}
+
+func (g *Gateway) onMessage(ctx context.Context, c *client, f inFrame) {
+	if err := chat.ValidateText(f.Text); err != nil {
+		code, msg := codeInvalid, "message text is empty"
+		if errors.Is(err, chat.ErrTextTooLong) {
+			code, msg = codeTooLong, fmt.Sprintf("message text is longer than %d characters", chat.MaxTextLen)
+		}
+		c.send(encodeError(code, msg, f.ClientID))
+		return
+	}
+	if len(f.ClientID) > chat.MaxClientIDLen {
+		c.send(encodeError(codeInvalid, fmt.Sprintf("client_id is longer than %d bytes", chat.MaxClientIDLen), ""))
+		return
+	}
+	if strings.HasPrefix(f.Text, "/") {
+		g.onCommand(ctx, c, f)
+		return
+	}
+	m := chat.Message{User: c.user, Text: f.Text, Kind: chat.KindUser, ClientID: f.ClientID, TS: time.Now().UTC()}
+	msg := nats.NewMsg(chat.RoomSubject(c.room))
+	msg.Data = mustJSON(m)
+	var opts []jetstream.PublishOpt
+	if f.ClientID != "" {
+		// A browser that resends what it typed while offline reuses the
+		// client_id: JetStream's de-duplication keeps it one message.
+		opts = append(opts, jetstream.WithMsgID(requestID(c.room, c.user, f.ClientID)))
+	}
+	pctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := g.js.PublishMsg(pctx, msg, opts...); err != nil {
+		g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
+		c.send(encodeError(codeUnavailable, "message not sent: chat storage unavailable, try again", f.ClientID))
+	}
+}
+
+// onCommand sends a command line to the bot. It runs in the background so a
+// slow bot does not hold up the client's chat; c.commands bounds how many.
+func (g *Gateway) onCommand(ctx context.Context, c *client, f inFrame) {
+	select {
+	case c.commands <- struct{}{}:
+	default:
+		c.send(encodeError(codeRateLimited, "wait for your previous commands to finish", f.ClientID))
+		return
+	}
+	id := randomID()
+	if f.ClientID != "" {
+		id = requestID(c.room, c.user, f.ClientID)
+	}
+	req := mustJSON(chat.BotRequest{ID: id, Room: c.room, User: c.user, Text: f.Text})
+	go func() {
+		defer func() { <-c.commands }()
+		rctx, cancel := context.WithTimeout(ctx, g.cfg.BotTimeout)
+		defer cancel()
+		msg, err := g.nc.RequestWithContext(rctx, chat.BotCmd, req)
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			c.send(encodeError(codeBotUnavailable, "no bot is running: commands are unavailable right now", f.ClientID))
+			return
+		case err != nil:
+			if ctx.Err() == nil {
+				g.log.Warn("bot request", "room", c.room, "user", c.user, "err", err)
+				c.send(encodeError(codeBotUnavailable, "the bot did not answer in time, try again", f.ClientID))
+			}
+			return
+		}
+		var reply chat.BotReply
+		if err := json.Unmarshal(msg.Data, &reply); err != nil {
+			c.send(encodeError(codeBotUnavailable, "the bot sent a malformed answer", f.ClientID))
+			return
+		}
+		if !reply.OK {
+			code := reply.Code
+			if code == "" {
+				code = codeInvalid
+			}
+			c.send(encodeError(code, reply.Error, f.ClientID))
+			return
+		}
+		if reply.Notice != "" {
+			c.send(mustJSON(noticeFrame{Type: frameNotice, Text: reply.Notice}))
+		}
+	}()
+}
+
+func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
+	limit := f.Limit
+	switch {
+	case limit == 0:
+		limit = g.cfg.HistoryOnJoin
+	case limit < 0 || limit > g.cfg.PageMax:
+		c.send(encodeError(codeInvalid, fmt.Sprintf("limit must be from 1 to %d", g.cfg.PageMax), ""))
+		return
+	}
+	upTo := f.Before - 1
+	if f.Before == 0 {
+		// No cursor: the newest messages.
+		last, err := g.backlog.lastSeq(ctx, c.room)
+		if err != nil {
+			c.send(encodeError(codeUnavailable, "history unavailable, try again", ""))
+			return
+		}
+		upTo = last
+	}
+	msgs, more, err := g.backlog.latest(ctx, c.room, upTo, limit)
+	if err != nil {
+		g.log.Warn("history page", "room", c.room, "err", err)
+		c.send(encodeError(codeUnavailable, "history unavailable, try again", ""))
+		return
+	}
+	c.send(mustJSON(historyFrame{Type: frameHistory, Messages: nonNil(msgs), HasMore: more}))
+}
+
+// requestID derives a stable id from what the browser sent, so a resent
+// message or command is recognised as the same one downstream.
+func requestID(room, user, clientID string) string {
+	sum := sha256.Sum256([]byte(room + "\x00" + user + "\x00" + clientID))
+	return hex.EncodeToString(sum[:16])
+}
+
+func randomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,3 @@
+module github.com/natschat/chat/web
+
+go 1.26.0
