@@ -42,6 +42,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
 	Replicas        int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
 	ID              string        `desc:"name of this gateway instance in NATS (default: host name)"`
+	Pprof           bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
 }
 
 // Run connects to NATS, listens on cfg.Addr and serves until ctx is done.

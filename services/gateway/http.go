@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -35,6 +36,13 @@ func (g *Gateway) routes() {
 	g.mux.HandleFunc("GET /readyz", g.serveReady)
 	g.mux.HandleFunc("GET /api/rooms", g.serveRooms)
 	g.mux.HandleFunc("GET /api/rooms/{room}/messages", g.serveMessages)
+	if g.cfg.Pprof {
+		g.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		g.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		g.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		g.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		g.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 }
 
 // ServeHTTP routes requests. Room URLs are matched before the mux, which

@@ -43,6 +43,11 @@ func Load(prefix string, spec any, args []string, stdout io.Writer) error {
 func Usage(prefix string, spec any, w io.Writer) error {
 	fmt.Fprintln(w, "Configuration is read from these environment variables:")
 	fmt.Fprintln(w)
+	return Table(prefix, spec, w)
+}
+
+// Table prints the table of Usage without its heading.
+func Table(prefix string, spec any, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
 	if err := envconfig.Usagef(prefix, spec, tw, usageFormat); err != nil {
 		return fmt.Errorf("print usage: %w", err)
