@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -23,6 +24,9 @@ type client struct {
 	joining bool
 	pending [][]byte
 
+	// slow counts clients dropped for a full queue.
+	slow prometheus.Counter
+
 	limiter *rate.Limiter
 	// commands bounds the bot requests in flight for this client.
 	commands chan struct{}
@@ -32,8 +36,9 @@ type client struct {
 	closed    chan struct{} // closed when the close handshake is over
 }
 
-func newClient(conn *websocket.Conn, room, user string, queueLen int, limiter *rate.Limiter) *client {
+func newClient(conn *websocket.Conn, room, user string, queueLen int, limiter *rate.Limiter, slow prometheus.Counter) *client {
 	return &client{
+		slow:     slow,
 		conn:     conn,
 		room:     room,
 		user:     user,
@@ -53,7 +58,7 @@ const maxPending = 4096
 func (c *client) push(frame []byte) {
 	if c.joining {
 		if len(c.pending) >= maxPending {
-			c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
+			c.dropSlow()
 			return
 		}
 		c.pending = append(c.pending, frame)
@@ -67,6 +72,15 @@ func (c *client) send(frame []byte) {
 	select {
 	case c.queue <- frame:
 	default:
+		c.dropSlow()
+	}
+}
+
+func (c *client) dropSlow() {
+	select {
+	case <-c.gone:
+	default:
+		c.slow.Inc()
 		c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
 	}
 }

@@ -120,6 +120,7 @@ type Gateway struct {
 	js      jetstream.JetStream
 	backlog *backlog
 	hub     *hub
+	metrics *metrics
 	log     *slog.Logger
 	mux     *http.ServeMux
 
@@ -152,6 +153,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		log:     log,
 		clients: make(map[*client]struct{}),
 	}
+	g.metrics = newMetrics(g.hub)
+	g.hub.metrics = g.metrics
 	g.routes()
 	// After a reconnect the feed does not replay what was published while
 	// this gateway was away: each room catches up from the stream.

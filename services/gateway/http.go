@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/web"
@@ -34,6 +35,7 @@ func (g *Gateway) routes() {
 		writeText(w, http.StatusOK, "ok")
 	})
 	g.mux.HandleFunc("GET /readyz", g.serveReady)
+	g.mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.registry, promhttp.HandlerOpts{}))
 	g.mux.HandleFunc("GET /api/rooms", g.serveRooms)
 	g.mux.HandleFunc("GET /api/rooms/{room}/messages", g.serveMessages)
 	if g.cfg.Pprof {

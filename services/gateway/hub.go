@@ -18,6 +18,7 @@ import (
 // subscription per room, however many clients are in it.
 type hub struct {
 	nc      *nats.Conn
+	metrics *metrics
 	backlog *backlog
 	log     *slog.Logger
 	// feedBuffer bounds the messages waiting for a room's goroutine; when it
@@ -202,6 +203,7 @@ func (r *room) handle(m *nats.Msg) {
 	}
 	cm, err := chat.ParseMessage(m.Data, arrival)
 	if err != nil {
+		r.hub.metrics.badFeedMessages.Inc()
 		r.hub.log.Warn("skipping bad message", "room", r.name, "seq", seq, "err", err)
 		r.advance(seq)
 		return
@@ -233,6 +235,7 @@ func (r *room) fill(from, to uint64) {
 		r.hub.log.Error("fill gap from stream", "room", r.name, "from", from, "to", to, "err", err)
 		return
 	}
+	r.hub.metrics.gapFills.Inc()
 	r.hub.log.Debug("filled gap from stream", "room", r.name, "from", from, "to", to, "messages", len(msgs))
 	for _, m := range msgs {
 		r.deliver(m)
@@ -251,6 +254,8 @@ func (r *room) deliver(m chat.Message) {
 	for c := range r.clients {
 		c.push(frame)
 	}
+	r.hub.metrics.messagesOut.Inc()
+	r.hub.metrics.deliveries.Add(float64(len(r.clients)))
 }
 
 func (r *room) advance(seq uint64) {

@@ -180,4 +180,10 @@ func TestStalledReaderDisconnected(t *testing.T) {
 		t.Logf("stalled client closed after %d of %d frames: %v", got, n, err)
 		break
 	}
+	if got := metric(t, base, "chat_gateway_slow_clients_total"); got != 1 {
+		t.Errorf("slow clients metric = %v, want 1", got)
+	}
+	if got := metric(t, base, "chat_gateway_messages_out_total"); got != n {
+		t.Errorf("messages out metric = %v, want %d", got, n)
+	}
 }

@@ -52,7 +52,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxFrame)
 
-	c := newClient(conn, room, user, g.cfg.SendQueue, rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst))
+	c := newClient(conn, room, user, g.cfg.SendQueue, rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst), g.metrics.slowClients)
 	if !g.track(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -108,6 +108,12 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	g.readLoop(ctx, c)
 }
 
+// fail sends c an error frame.
+func (g *Gateway) fail(c *client, code, message, clientID string) {
+	g.metrics.errors.WithLabelValues(code).Inc()
+	c.send(encodeError(code, message, clientID))
+}
+
 func (g *Gateway) write(c *client, frame []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.WriteTimeout)
 	defer cancel()
@@ -161,17 +167,17 @@ func (g *Gateway) readLoop(ctx context.Context, c *client) {
 				c.close(websocket.StatusPolicyViolation, "too many frames")
 				return
 			}
-			c.send(encodeError(codeRateLimited, "slow down: too many messages", ""))
+			g.fail(c, codeRateLimited, "slow down: too many messages", "")
 			continue
 		}
 		violations = 0
 		if typ != websocket.MessageText {
-			c.send(encodeError(codeInvalid, "binary frames are not supported: send JSON text frames", ""))
+			g.fail(c, codeInvalid, "binary frames are not supported: send JSON text frames", "")
 			continue
 		}
 		var f inFrame
 		if err := json.Unmarshal(data, &f); err != nil {
-			c.send(encodeError(codeInvalid, "malformed JSON frame: "+err.Error(), ""))
+			g.fail(c, codeInvalid, "malformed JSON frame: "+err.Error(), "")
 			continue
 		}
 		switch f.Type {
@@ -180,7 +186,7 @@ func (g *Gateway) readLoop(ctx context.Context, c *client) {
 		case frameHistory:
 			g.onHistory(ctx, c, f)
 		default:
-			c.send(encodeError(codeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), ""))
+			g.fail(c, codeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), "")
 		}
 	}
 }
@@ -191,11 +197,11 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f inFrame) {
 		if errors.Is(err, chat.ErrTextTooLong) {
 			code, msg = codeTooLong, fmt.Sprintf("message text is longer than %d characters", chat.MaxTextLen)
 		}
-		c.send(encodeError(code, msg, f.ClientID))
+		g.fail(c, code, msg, f.ClientID)
 		return
 	}
 	if len(f.ClientID) > chat.MaxClientIDLen {
-		c.send(encodeError(codeInvalid, fmt.Sprintf("client_id is longer than %d bytes", chat.MaxClientIDLen), ""))
+		g.fail(c, codeInvalid, fmt.Sprintf("client_id is longer than %d bytes", chat.MaxClientIDLen), "")
 		return
 	}
 	if strings.HasPrefix(f.Text, "/") {
@@ -213,9 +219,12 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f inFrame) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := g.js.PublishMsg(pctx, msg, opts...); err != nil {
+	_, err := g.js.PublishMsg(pctx, msg, opts...)
+	if err == nil {
+		g.metrics.messagesIn.Inc()
+	} else {
 		g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
-		c.send(encodeError(codeUnavailable, "message not sent: chat storage unavailable, try again", f.ClientID))
+		g.fail(c, codeUnavailable, "message not sent: chat storage unavailable, try again", f.ClientID)
 	}
 }
 
@@ -225,7 +234,7 @@ func (g *Gateway) onCommand(ctx context.Context, c *client, f inFrame) {
 	select {
 	case c.commands <- struct{}{}:
 	default:
-		c.send(encodeError(codeRateLimited, "wait for your previous commands to finish", f.ClientID))
+		g.fail(c, codeRateLimited, "wait for your previous commands to finish", f.ClientID)
 		return
 	}
 	id := randomID()
@@ -240,26 +249,29 @@ func (g *Gateway) onCommand(ctx context.Context, c *client, f inFrame) {
 		msg, err := g.nc.RequestWithContext(rctx, chat.BotCmd, req)
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
-			c.send(encodeError(codeBotUnavailable, "no bot is running: commands are unavailable right now", f.ClientID))
+			g.metrics.commands.WithLabelValues("no_bot").Inc()
+			g.fail(c, codeBotUnavailable, "no bot is running: commands are unavailable right now", f.ClientID)
 			return
 		case err != nil:
+			g.metrics.commands.WithLabelValues("timeout").Inc()
 			if ctx.Err() == nil {
 				g.log.Warn("bot request", "room", c.room, "user", c.user, "err", err)
-				c.send(encodeError(codeBotUnavailable, "the bot did not answer in time, try again", f.ClientID))
+				g.fail(c, codeBotUnavailable, "the bot did not answer in time, try again", f.ClientID)
 			}
 			return
 		}
 		var reply chat.BotReply
 		if err := json.Unmarshal(msg.Data, &reply); err != nil {
-			c.send(encodeError(codeBotUnavailable, "the bot sent a malformed answer", f.ClientID))
+			g.fail(c, codeBotUnavailable, "the bot sent a malformed answer", f.ClientID)
 			return
 		}
+		g.metrics.commands.WithLabelValues(map[bool]string{true: "ok", false: "refused"}[reply.OK]).Inc()
 		if !reply.OK {
 			code := reply.Code
 			if code == "" {
 				code = codeInvalid
 			}
-			c.send(encodeError(code, reply.Error, f.ClientID))
+			g.fail(c, code, reply.Error, f.ClientID)
 			return
 		}
 		if reply.Notice != "" {
@@ -274,7 +286,7 @@ func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
 	case limit == 0:
 		limit = g.cfg.HistoryOnJoin
 	case limit < 0 || limit > g.cfg.PageMax:
-		c.send(encodeError(codeInvalid, fmt.Sprintf("limit must be from 1 to %d", g.cfg.PageMax), ""))
+		g.fail(c, codeInvalid, fmt.Sprintf("limit must be from 1 to %d", g.cfg.PageMax), "")
 		return
 	}
 	upTo := f.Before - 1
@@ -282,7 +294,7 @@ func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
 		// No cursor: the newest messages.
 		last, err := g.backlog.lastSeq(ctx, c.room)
 		if err != nil {
-			c.send(encodeError(codeUnavailable, "history unavailable, try again", ""))
+			g.fail(c, codeUnavailable, "history unavailable, try again", "")
 			return
 		}
 		upTo = last
@@ -290,7 +302,7 @@ func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
 	msgs, more, err := g.backlog.latest(ctx, c.room, upTo, limit)
 	if err != nil {
 		g.log.Warn("history page", "room", c.room, "err", err)
-		c.send(encodeError(codeUnavailable, "history unavailable, try again", ""))
+		g.fail(c, codeUnavailable, "history unavailable, try again", "")
 		return
 	}
 	c.send(mustJSON(historyFrame{Type: frameHistory, Messages: nonNil(msgs), HasMore: more}))

@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the gateway's Prometheus series. Each gateway has its own
+// registry, so several can run in one process (the all-in-one, tests).
+type metrics struct {
+	registry        *prometheus.Registry
+	messagesIn      prometheus.Counter
+	messagesOut     prometheus.Counter
+	deliveries      prometheus.Counter
+	slowClients     prometheus.Counter
+	gapFills        prometheus.Counter
+	badFeedMessages prometheus.Counter
+	errors          *prometheus.CounterVec
+	commands        *prometheus.CounterVec
+}
+
+func newMetrics(h *hub) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		messagesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_messages_in_total", Help: "Messages from browsers stored in the CHAT stream.",
+		}),
+		messagesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_messages_out_total", Help: "Room messages delivered (once per message per room on this gateway).",
+		}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_deliveries_total", Help: "Message frames queued to clients.",
+		}),
+		slowClients: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_slow_clients_total", Help: "Clients disconnected because their send queue was full.",
+		}),
+		gapFills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_gap_fills_total", Help: "Gaps in a room feed refilled from the stream.",
+		}),
+		badFeedMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_bad_messages_total", Help: "Stored messages skipped because their payload is invalid.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_gateway_error_frames_total", Help: "Error frames sent to clients, by code.",
+		}, []string{"code"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_gateway_commands_total", Help: "Commands sent to the bot, by outcome.",
+		}, []string{"outcome"}),
+	}
+	m.registry.MustRegister(
+		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.errors, m.commands,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chat_gateway_rooms", Help: "Rooms with clients on this gateway.",
+		}, func() float64 { r, _ := h.stats(); return float64(r) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chat_gateway_connections", Help: "Open WebSocket connections.",
+		}, func() float64 { _, c := h.stats(); return float64(c) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
