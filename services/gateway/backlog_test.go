@@ -125,7 +125,7 @@ func TestResumeTooFarResets(t *testing.T) {
 // message exactly once, backlog and live together, in order.
 func TestJoinDuringTraffic(t *testing.T) {
 	s := natstest.Start(t)
-	base := startGateway(t, s, func(c *Config) { c.HistoryOnJoin = 1000 })
+	base := startGateway(t, s, func(c *Config) { c.HistoryOnJoin, c.SendQueue = 1000, 2048 })
 	nc := natstest.Connect(t, s)
 	const total = 600
 	done := make(chan struct{})

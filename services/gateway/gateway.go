@@ -28,21 +28,22 @@ type Config struct {
 
 	Addr string `default:":8080" desc:"HTTP listen address"`
 	// AllowedOrigins empty means same-origin WebSockets only.
-	AllowedOrigins  []string      `split_words:"true" desc:"origin host patterns allowed to open WebSockets besides the gateway's own host, comma-separated (e.g. chat.example.com,*.example.org); empty: same origin only"`
-	SendQueue       int           `split_words:"true" default:"256" desc:"frames queued per client before it is disconnected as too slow"`
-	HistoryOnJoin   int           `split_words:"true" default:"50" desc:"messages sent to a client when it joins"`
-	ResumeMax       int           `split_words:"true" default:"1000" desc:"most messages a ?since= resume sends; further behind, the client gets a reset"`
-	PageMax         int           `split_words:"true" default:"200" desc:"most messages of one history page"`
-	Rate            float64       `default:"20" desc:"frames per second a client may send on average"`
-	Burst           int           `default:"40" desc:"frames a client may send in a burst"`
-	BotTimeout      time.Duration `split_words:"true" default:"3s" desc:"how long to wait for the bot's answer to a command"`
-	HistoryTimeout  time.Duration `split_words:"true" default:"2s" desc:"how long to wait for the history service before reading the stream"`
-	PublishTimeout  time.Duration `split_words:"true" default:"5s" desc:"how long to wait for JetStream to store a message"`
-	WriteTimeout    time.Duration `split_words:"true" default:"10s" desc:"how long one WebSocket write may take before the client is dropped"`
-	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
-	Replicas        int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
-	ID              string        `desc:"name of this gateway instance in NATS (default: host name)"`
-	Pprof           bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
+	AllowedOrigins   []string      `split_words:"true" desc:"origin host patterns allowed to open WebSockets besides the gateway's own host, comma-separated (e.g. chat.example.com,*.example.org); empty: same origin only"`
+	SendQueue        int           `split_words:"true" default:"256" desc:"frames queued per client before it is disconnected as too slow"`
+	HistoryOnJoin    int           `split_words:"true" default:"50" desc:"messages sent to a client when it joins"`
+	ResumeMax        int           `split_words:"true" default:"1000" desc:"most messages a ?since= resume sends; further behind, the client gets a reset"`
+	PageMax          int           `split_words:"true" default:"200" desc:"most messages of one history page"`
+	Rate             float64       `default:"20" desc:"frames per second a client may send on average"`
+	Burst            int           `default:"40" desc:"frames a client may send in a burst"`
+	BotTimeout       time.Duration `split_words:"true" default:"3s" desc:"how long to wait for the bot's answer to a command"`
+	HistoryTimeout   time.Duration `split_words:"true" default:"2s" desc:"how long to wait for the history service before reading the stream"`
+	PublishTimeout   time.Duration `split_words:"true" default:"5s" desc:"how long to wait for JetStream to store a message"`
+	WriteTimeout     time.Duration `split_words:"true" default:"10s" desc:"how long one WebSocket write may take before the client is dropped"`
+	ShutdownTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
+	Replicas         int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
+	ID               string        `desc:"name of this gateway instance in NATS (default: host name)"`
+	PresenceInterval time.Duration `split_words:"true" default:"10s" desc:"how often the gateway announces who is connected; a gateway silent for 3 intervals has its users dropped"`
+	Pprof            bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
 }
 
 // Run connects to NATS, listens on cfg.Addr and serves until ctx is done.
@@ -51,7 +52,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	nc, err := natsconn.Connect(cfg.Config, "gateway-"+cfg.instance(), log)
+	cfg.ID = cfg.instance()
+	nc, err := natsconn.Connect(cfg.Config, "gateway-"+cfg.ID, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -102,15 +104,17 @@ func Serve(ctx context.Context, cfg Config, nc *nats.Conn, ln net.Listener, log 
 	return nil
 }
 
+// instance names this gateway: ID, or the host name with a random suffix,
+// since several gateways may share a host.
 func (cfg Config) instance() string {
 	if cfg.ID != "" {
 		return cfg.ID
 	}
 	host, err := os.Hostname()
 	if err != nil {
-		return "unknown"
+		host = "gateway"
 	}
-	return host
+	return host + "-" + randomID()[:6]
 }
 
 // Gateway is the HTTP handler of the gateway: pages, API and WebSockets.
@@ -133,6 +137,7 @@ type Gateway struct {
 // New builds a gateway on nc, creating the CHAT stream if it does not exist.
 // While NATS is unreachable it retries until ctx is done.
 func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
+	cfg.ID = cfg.instance()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -149,7 +154,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		nc:      nc,
 		js:      js,
 		backlog: b,
-		hub:     newHub(nc, b, 4096, log),
+		hub:     newHub(cfg.ID, cfg.PresenceInterval, nc, b, 4096, log),
 		log:     log,
 		clients: make(map[*client]struct{}),
 	}

@@ -17,10 +17,14 @@ import (
 // hub owns the rooms that have clients on this gateway: one NATS
 // subscription per room, however many clients are in it.
 type hub struct {
-	nc      *nats.Conn
-	metrics *metrics
-	backlog *backlog
-	log     *slog.Logger
+	// id names this gateway in presence events; presenceEvery is how often
+	// it announces its users.
+	id            string
+	presenceEvery time.Duration
+	nc            *nats.Conn
+	metrics       *metrics
+	backlog       *backlog
+	log           *slog.Logger
 	// feedBuffer bounds the messages waiting for a room's goroutine; when it
 	// overflows NATS drops them and the gap is refilled from the stream.
 	feedBuffer int
@@ -30,8 +34,8 @@ type hub struct {
 	wg    sync.WaitGroup
 }
 
-func newHub(nc *nats.Conn, b *backlog, feedBuffer int, log *slog.Logger) *hub {
-	return &hub{nc: nc, backlog: b, feedBuffer: feedBuffer, log: log, rooms: make(map[string]*room)}
+func newHub(id string, presenceEvery time.Duration, nc *nats.Conn, b *backlog, feedBuffer int, log *slog.Logger) *hub {
+	return &hub{id: id, presenceEvery: presenceEvery, nc: nc, backlog: b, feedBuffer: feedBuffer, log: log, rooms: make(map[string]*room)}
 }
 
 // acquire returns the running room called name, starting it for the first
@@ -46,6 +50,9 @@ func (h *hub) acquire(ctx context.Context, name string) (*room, error) {
 			started: make(chan struct{}),
 			resync:  make(chan struct{}, 1),
 			clients: make(map[*client]struct{}),
+			local:   make(map[string]int),
+			remote:  make(map[string]*remoteGateway),
+			online:  []string{},
 		}
 		h.rooms[name] = r
 		go r.start(h.feedBuffer)
@@ -121,12 +128,17 @@ type room struct {
 	startErr error
 	sub      *nats.Subscription
 	feed     chan *nats.Msg
+	presSub  *nats.Subscription
+	presence chan *nats.Msg
 	resync   chan struct{}
 	done     chan struct{}
 
 	mu      sync.Mutex
 	last    uint64 // the newest sequence delivered to clients
 	clients map[*client]struct{}
+	local   map[string]int            // connections per user on this gateway
+	remote  map[string]*remoteGateway // users on other gateways, by gateway id
+	online  []string                  // the online list clients were last told
 }
 
 // start subscribes to the room's feed, then reads the room's newest sequence:
@@ -153,7 +165,14 @@ func (r *room) start(buffer int) {
 		r.startErr = err
 		return
 	}
-	r.sub, r.last = sub, last
+	r.presence = make(chan *nats.Msg, 256)
+	presSub, err := r.hub.nc.ChanSubscribe(chat.PresenceSubject(r.name), r.presence)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		r.startErr = fmt.Errorf("subscribe to presence of room %s: %w", r.name, err)
+		return
+	}
+	r.sub, r.presSub, r.last = sub, presSub, last
 	r.done = make(chan struct{})
 	r.hub.wg.Add(1)
 	go r.run()
@@ -164,15 +183,25 @@ func (r *room) stop() {
 		return
 	}
 	_ = r.sub.Unsubscribe()
+	_ = r.presSub.Unsubscribe()
 	close(r.done)
 }
 
 func (r *room) run() {
 	defer r.hub.wg.Done()
+	// Ask the other gateways who is here rather than wait for their next
+	// announcement.
+	r.publishPresence(chat.PresenceSync, "", nil)
+	tick := time.NewTicker(r.hub.presenceEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case m := <-r.feed:
 			r.handle(m)
+		case m := <-r.presence:
+			r.onPresence(m)
+		case <-tick.C:
+			r.announceHere()
 		case <-r.resync:
 			r.catchUp()
 		case <-r.done:
@@ -274,10 +303,18 @@ func (r *room) lastDelivered() uint64 {
 // while its backlog is sent, and returns the sequence the backlog must reach.
 func (r *room) join(c *client) uint64 {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	c.joining = true
 	r.clients[c] = struct{}{}
-	return r.last
+	r.local[c.user]++
+	first := r.local[c.user] == 1
+	c.push(r.presenceFrameLocked())
+	r.presenceChangedLocked()
+	last := r.last
+	r.mu.Unlock()
+	if first {
+		r.publishPresence(chat.PresenceJoin, c.user, nil)
+	}
+	return last
 }
 
 // takePending hands over the live frames that arrived while c was joining,
@@ -297,5 +334,14 @@ func (r *room) takePending(c *client) [][]byte {
 func (r *room) leave(c *client) {
 	r.mu.Lock()
 	delete(r.clients, c)
+	r.local[c.user]--
+	last := r.local[c.user] == 0
+	if last {
+		delete(r.local, c.user)
+	}
+	r.presenceChangedLocked()
 	r.mu.Unlock()
+	if last {
+		r.publishPresence(chat.PresenceLeave, c.user, nil)
+	}
 }

@@ -82,7 +82,8 @@ func TestGolden(t *testing.T) {
 		"history_request.json":  HistoryRequest{Before: 100, Limit: 50},
 		"history_response.json": HistoryResponse{Messages: []Message{msg}, HasMore: true, StoredThrough: 42},
 		"rooms_response.json":   RoomsResponse{Rooms: []Room{{Name: "lobby", Messages: 3, CreatedAt: ts, LastMessageAt: ts}}},
-		"presence.json":         Presence{Room: "lobby", User: "alice", Event: "join", Gateway: "gw1", TS: ts},
+		"presence.json":         Presence{Room: "lobby", User: "alice", Event: PresenceJoin, Gateway: "gw1", TS: ts},
+		"presence_here.json":    Presence{Room: "lobby", Users: []string{"alice", "bob"}, Event: PresenceHere, Gateway: "gw1", TS: ts},
 	}
 	for file, v := range payloads {
 		t.Run(file, func(t *testing.T) {

@@ -64,11 +64,27 @@ type RoomsResponse struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Presence is an event on PresenceSubject: a user joined or left a room.
+// Presence events on PresenceSubject. Gateways publish them for the users
+// connected to them; together they tell who is online in a room.
+const (
+	// PresenceJoin: User opened a first connection to the room on Gateway.
+	PresenceJoin = "join"
+	// PresenceLeave: User closed their last connection to the room on Gateway.
+	PresenceLeave = "leave"
+	// PresenceHere: Users is everyone connected to the room on Gateway. Sent
+	// periodically: a gateway that stops sending it (it crashed) has its
+	// users dropped after a few periods.
+	PresenceHere = "here"
+	// PresenceSync asks every gateway to send PresenceHere now.
+	PresenceSync = "sync"
+)
+
+// Presence is an event on PresenceSubject.
 type Presence struct {
 	Room    string    `json:"room"`
-	User    string    `json:"user"`
-	Event   string    `json:"event"` // "join" or "leave"
-	Gateway string    `json:"gateway,omitempty"`
+	Event   string    `json:"event"`
+	Gateway string    `json:"gateway"`
+	User    string    `json:"user,omitempty"`
+	Users   []string  `json:"users,omitempty"`
 	TS      time.Time `json:"ts"`
 }

@@ -76,7 +76,9 @@ func TestSIGTERMDrains(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = conn.Read(ctx)
+	for err == nil {
+		_, _, err = conn.Read(ctx) // presence, then the close
+	}
 	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
 		t.Errorf("socket closed with %v (%v), want going-away", got, err)
 	}

@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natschat/chat/shared/chat"
+)
+
+// Presence: each gateway announces the users connected to it (join, leave,
+// and a periodic "here" with all of them) on chat.presence.<room>, and
+// merges what the other gateways announce. A gateway that stops announcing
+// (it crashed) has its users dropped after presenceExpiry periods.
+const presenceExpiry = 3
+
+type presenceFrame struct {
+	Type   string   `json:"type"`
+	Users  []string `json:"users"`
+	Joined []string `json:"joined,omitempty"`
+	Left   []string `json:"left,omitempty"`
+}
+
+// remoteGateway is what another gateway last said about a room.
+type remoteGateway struct {
+	users map[string]bool
+	seen  time.Time
+}
+
+func (r *room) publishPresence(event, user string, users []string) {
+	p := chat.Presence{Room: r.name, Event: event, Gateway: r.hub.id, User: user, Users: users, TS: time.Now().UTC()}
+	if err := r.hub.nc.Publish(chat.PresenceSubject(r.name), mustJSON(p)); err != nil {
+		r.hub.log.Warn("publish presence", "room", r.name, "event", event, "err", err)
+	}
+}
+
+// onPresence merges another gateway's announcement. Runs on the room goroutine.
+func (r *room) onPresence(m *nats.Msg) {
+	var p chat.Presence
+	if err := json.Unmarshal(m.Data, &p); err != nil || p.Gateway == "" {
+		r.hub.log.Warn("bad presence event", "room", r.name, "err", err)
+		return
+	}
+	if p.Gateway == r.hub.id {
+		return
+	}
+	if p.Event == chat.PresenceSync {
+		r.announceHere()
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	gw := r.remote[p.Gateway]
+	if gw == nil {
+		gw = &remoteGateway{users: make(map[string]bool)}
+		r.remote[p.Gateway] = gw
+	}
+	gw.seen = time.Now()
+	switch p.Event {
+	case chat.PresenceJoin:
+		gw.users[p.User] = true
+	case chat.PresenceLeave:
+		delete(gw.users, p.User)
+	case chat.PresenceHere:
+		clear(gw.users)
+		for _, u := range p.Users {
+			gw.users[u] = true
+		}
+	default:
+		return
+	}
+	r.presenceChangedLocked()
+}
+
+// announceHere publishes this gateway's users of the room and expires the
+// gateways that went quiet. Runs on the room goroutine.
+func (r *room) announceHere() {
+	r.mu.Lock()
+	users := make([]string, 0, len(r.local))
+	for u := range r.local {
+		users = append(users, u)
+	}
+	cutoff := time.Now().Add(-presenceExpiry * r.hub.presenceEvery)
+	for id, gw := range r.remote {
+		if gw.seen.Before(cutoff) {
+			delete(r.remote, id)
+		}
+	}
+	r.presenceChangedLocked()
+	r.mu.Unlock()
+	slices.Sort(users)
+	r.publishPresence(chat.PresenceHere, "", users)
+}
+
+// onlineLocked is everyone connected to the room on any live gateway.
+func (r *room) onlineLocked() []string {
+	set := make(map[string]bool, len(r.local))
+	for u := range r.local {
+		set[u] = true
+	}
+	for _, gw := range r.remote {
+		for u := range gw.users {
+			set[u] = true
+		}
+	}
+	users := make([]string, 0, len(set))
+	for u := range set {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	return users
+}
+
+// presenceChangedLocked tells every client when the online list changed.
+func (r *room) presenceChangedLocked() {
+	now := r.onlineLocked()
+	if slices.Equal(now, r.online) {
+		return
+	}
+	f := presenceFrame{Type: framePresence, Users: now}
+	for _, u := range now {
+		if _, ok := slices.BinarySearch(r.online, u); !ok {
+			f.Joined = append(f.Joined, u)
+		}
+	}
+	for _, u := range r.online {
+		if _, ok := slices.BinarySearch(now, u); !ok {
+			f.Left = append(f.Left, u)
+		}
+	}
+	r.online = now
+	frame := mustJSON(f)
+	for c := range r.clients {
+		c.push(frame)
+	}
+}
+
+// presenceFrameLocked is the current online list, for a joining client.
+func (r *room) presenceFrameLocked() []byte {
+	return mustJSON(presenceFrame{Type: framePresence, Users: r.online})
+}

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/natstest"
+)
+
+func users(f map[string]any) []string {
+	var out []string
+	for _, u := range f["users"].([]any) {
+		out = append(out, u.(string))
+	}
+	return out
+}
+
+// nextPresence waits for a presence frame whose users list is want.
+func (c *wsClient) nextPresence(want ...string) map[string]any {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		f := c.next("presence")
+		if slices.Equal(users(f), want) {
+			return f
+		}
+	}
+	c.t.Fatalf("no presence frame with users %v", want)
+	return nil
+}
+
+func TestPresenceAcrossGateways(t *testing.T) {
+	s := natstest.Start(t)
+	gw1 := startGateway(t, s, nil)
+	gw2 := startGateway(t, s, nil)
+	alice := dial(t, gw1, "/ws/chat/lobby/alice")
+	alice.nextPresence("alice")
+
+	bob := dial(t, gw2, "/ws/chat/lobby/bob")
+	bob.nextPresence("alice", "bob")
+	f := alice.nextPresence("alice", "bob")
+	if fmt.Sprint(f["joined"]) != "[bob]" {
+		t.Errorf("joined = %v, want [bob]", f["joined"])
+	}
+
+	// A second tab of bob changes nothing; closing one of two neither.
+	bob2 := dial(t, gw2, "/ws/chat/lobby/bob")
+	bob2.nextPresence("alice", "bob")
+	bob2.conn.CloseNow()
+	bob.conn.CloseNow()
+	f = alice.nextPresence("alice")
+	if fmt.Sprint(f["left"]) != "[bob]" {
+		t.Errorf("left = %v, want [bob]", f["left"])
+	}
+}
+
+// TestPresenceExpiresSilentGateway: a gateway that crashed sends no leave;
+// its users disappear once it has missed three announcements.
+func TestPresenceExpiresSilentGateway(t *testing.T) {
+	s := natstest.Start(t)
+	base := startGateway(t, s, func(c *Config) { c.PresenceInterval = 100 * time.Millisecond })
+	alice := dial(t, base, "/ws/chat/lobby/alice")
+	alice.nextPresence("alice")
+
+	nc := natstest.Connect(t, s)
+	ghost, _ := json.Marshal(chat.Presence{Room: "lobby", Event: chat.PresenceJoin, Gateway: "crashed-gw", User: "ghost", TS: time.Now()})
+	if err := nc.Publish(chat.PresenceSubject("lobby"), ghost); err != nil {
+		t.Fatal(err)
+	}
+	alice.nextPresence("alice", "ghost")
+	start := time.Now()
+	f := alice.nextPresence("alice")
+	if fmt.Sprint(f["left"]) != "[ghost]" {
+		t.Errorf("left = %v", f["left"])
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("ghost dropped after %v, want about 3 intervals", d)
+	}
+	// Garbage on the presence subject is ignored.
+	nc.Publish(chat.PresenceSubject("lobby"), []byte("not json"))
+	alice.say("still fine", "c1")
+	alice.next("message")
+}
