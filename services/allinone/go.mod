@@ -8,7 +8,20 @@ replace github.com/natschat/chat/shared => ../../shared
 
 require (
 	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/natschat/chat/services/bot v0.0.0-00010101000000-000000000000
 	github.com/natschat/chat/services/gateway v0.0.0
+	github.com/natschat/chat/services/smsworker v0.0.0-00010101000000-000000000000
+)
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 require (
@@ -19,7 +32,7 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
-	github.com/nats-io/nats.go v1.55.0 // indirect
+	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/natschat/chat/web v0.0.0 // indirect
@@ -30,6 +43,8 @@ require (
 )
 
 replace (
+	github.com/natschat/chat/services/bot => ../bot
 	github.com/natschat/chat/services/gateway => ../gateway
+	github.com/natschat/chat/services/smsworker => ../smsworker
 	github.com/natschat/chat/web => ../../web
 )

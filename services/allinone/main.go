@@ -14,7 +14,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/services/gateway"
+	"github.com/natschat/chat/services/smsworker"
 	"github.com/natschat/chat/shared/config"
 )
 
@@ -30,8 +32,10 @@ type Config struct {
 }
 
 type configs struct {
-	chat    Config
-	gateway gateway.Config
+	chat      Config
+	gateway   gateway.Config
+	bot       bot.Config
+	smsworker smsworker.Config
 }
 
 func main() {
@@ -51,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}{
 		{"CHAT", &c.chat},
 		{"GATEWAY", &c.gateway},
+		{"BOT", &c.bot},
+		{"SMSWORKER", &c.smsworker},
 	}
 	if len(args) > 0 {
 		if args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
@@ -91,10 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		url = ns.ClientURL()
 		log.Info("embedded nats-server started", "url", url, "store", c.chat.DataDir)
 	}
-	c.gateway.URL = url
+	c.gateway.URL, c.bot.URL, c.smsworker.URL = url, url, url
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return named("gateway", gateway.Run(gctx, c.gateway, log.With("service", "gateway"))) })
+	g.Go(func() error { return named("bot", bot.Run(gctx, c.bot, log.With("service", "bot"))) })
+	g.Go(func() error {
+		return named("sms-worker", smsworker.Run(gctx, c.smsworker, log.With("service", "sms-worker")))
+	})
 	err = g.Wait()
 	log.Info("stopped")
 	return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 )
 
 // stack is a running all-in-one on free ports with its data in a temp dir.
@@ -49,17 +50,32 @@ func startStack(t *testing.T) stack {
 		}
 	})
 	s := stack{http: "http://" + httpAddr, nats: "nats://127.0.0.1:" + strconv.Itoa(natsPort)}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitUntil(t, 20*time.Second, "gateway ready", func() bool {
 		res, err := http.Get(s.http + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s
-			}
+		if err != nil {
+			return false
 		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	nc, err := nats.Connect(s.nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	waitUntil(t, 20*time.Second, "bot answering", func() bool {
+		_, err := nc.Request("bot.cmd", []byte(`{"room":"x","user":"probe","text":"/help"}`), time.Second)
+		return err == nil
+	})
+	return s
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("all-in-one not ready within 20s")
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -83,6 +99,21 @@ func TestServesTheChat(t *testing.T) {
 	ws.expect(t, func(f frame) bool {
 		return f.Type == "message" && f.Text == "hello from the test" && f.ClientID == "c1"
 	})
+}
+
+func TestBotAndWorker(t *testing.T) {
+	s := startStack(t)
+	alice := dialWS(t, s, "/ws/chat/lobby/alice")
+	bob := dialWS(t, s, "/ws/chat/lobby/bob")
+	alice.expect(t, func(f frame) bool { return f.Type == "history" })
+	bob.expect(t, func(f frame) bool { return f.Type == "history" })
+	alice.send(t, `{"type":"message","text":"/sms bob","client_id":"c1"}`)
+	alice.expect(t, func(f frame) bool { return f.Type == "notice" && f.Text == "SMS to bob queued" })
+	bob.expect(t, func(f frame) bool {
+		return f.Type == "message" && f.Kind == "bot" && strings.Contains(f.Text, "An SMS has been sent to bob")
+	})
+	alice.send(t, `{"type":"message","text":"/now","client_id":"c2"}`)
+	bob.expect(t, func(f frame) bool { return f.Type == "message" && strings.Contains(f.Text, "alice asked for the time") })
 }
 
 // TestREADMENatsCommands runs the README's nats CLI examples against the

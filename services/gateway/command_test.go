@@ -50,7 +50,7 @@ func TestCommandRepliesArePrivate(t *testing.T) {
 		reqs <- r
 		reply := chat.BotReply{OK: false, Code: "unknown_command", Error: "unknown command /nope; type /help"}
 		if r.Text == "/help" {
-			reply = chat.BotReply{OK: true, Notice: "/now  the time"}
+			reply = chat.BotReply{OK: true, Notice: "/now  the time", Commands: []chat.Command{{Name: "now", Usage: "/now", Help: "the time"}}}
 		}
 		b, _ := json.Marshal(reply)
 		m.Respond(b)
@@ -69,7 +69,7 @@ func TestCommandRepliesArePrivate(t *testing.T) {
 		t.Errorf("got %v", f)
 	}
 	alice.say("/help", "c2")
-	if f := alice.next("notice"); f["text"] != "/now  the time" {
+	if f := alice.next("notice"); f["text"] != "/now  the time" || f["client_id"] != "c2" || len(f["commands"].([]any)) != 1 {
 		t.Errorf("got %v", f)
 	}
 	for range 2 {

@@ -58,6 +58,9 @@ type errorFrame struct {
 type noticeFrame struct {
 	Type string `json:"type"`
 	Text string `json:"text"`
+	// ClientID names the command this answers.
+	ClientID string         `json:"client_id,omitempty"`
+	Commands []chat.Command `json:"commands,omitempty"`
 }
 
 // encodeMessage builds the frame of a stored message. It is called once per

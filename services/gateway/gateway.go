@@ -69,6 +69,9 @@ func Serve(ctx context.Context, cfg Config, nc *nats.Conn, ln net.Listener, log 
 	g, err := New(ctx, cfg, nc, log)
 	if err != nil {
 		ln.Close()
+		if ctx.Err() != nil {
+			return nil // stopped before it was set up: not a failure
+		}
 		return err
 	}
 	srv := &http.Server{

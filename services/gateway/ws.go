@@ -274,8 +274,8 @@ func (g *Gateway) onCommand(ctx context.Context, c *client, f inFrame) {
 			g.fail(c, code, reply.Error, f.ClientID)
 			return
 		}
-		if reply.Notice != "" {
-			c.send(mustJSON(noticeFrame{Type: frameNotice, Text: reply.Notice}))
+		if reply.Notice != "" || len(reply.Commands) > 0 {
+			c.send(mustJSON(noticeFrame{Type: frameNotice, Text: reply.Notice, ClientID: f.ClientID, Commands: reply.Commands}))
 		}
 	}()
 }

@@ -1,0 +1,263 @@
+// Package bot answers the chat commands typed in a room (/now, /sms, /help)
+// on the bot.cmd request/reply subject. Public answers go to the room through
+// the CHAT stream; acknowledgements and errors go back privately in the reply.
+// Any number of bots can run: they share the queue group "bot", so each
+// request is answered once.
+package bot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/natsconn"
+	"github.com/natschat/chat/shared/stream"
+)
+
+// Config is the bot's configuration, read from BOT_* variables (NATS_* and
+// LOG_* are read when the BOT_ one is unset).
+type Config struct {
+	natsconn.Config
+	config.Log
+	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
+	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz and /readyz HTTP server, e.g. :8081 (empty: off)"`
+}
+
+// Error codes of a refused command, as the gateway forwards them to browsers.
+const (
+	codeInvalid        = "invalid"
+	codeUnknownCommand = "unknown_command"
+	codeUnavailable    = "unavailable"
+)
+
+// requestTimeout bounds the work of one command (a JetStream publish), so a
+// NATS outage answers "unavailable" instead of holding the requester.
+const requestTimeout = 5 * time.Second
+
+// Run serves bot.cmd until ctx is cancelled, then answers the requests it
+// already received and drains the connection.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.Replicas < 1 {
+		return fmt.Errorf("BOT_REPLICAS is %d, want 1 or more", cfg.Replicas)
+	}
+	var ready atomic.Bool
+	nc, err := natsconn.Connect(cfg.Config, "bot", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	// /now publishes to CHAT and /sms to SMS: both must exist, or a publish
+	// would find no stream and the message would be lost.
+	opts := stream.Options{Replicas: cfg.Replicas}
+	for _, sc := range []jetstream.StreamConfig{stream.ChatConfig(opts), stream.SMSConfig(opts)} {
+		if err := retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
+			_, err := stream.Ensure(ctx, js, sc)
+			return err
+		}); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before it was set up: not a failure
+			}
+			return err
+		}
+	}
+
+	b := newBot(js, log)
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "bot",
+		Version:     "1.0.0",
+		Description: "answers chat commands",
+		QueueGroup:  chat.BotQueue,
+		Endpoint: &micro.EndpointConfig{
+			Subject: chat.BotCmd,
+			Handler: micro.HandlerFunc(func(req micro.Request) {
+				// Not the Run context: a request received before shutdown
+				// is still answered while the connection drains.
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+				defer cancel()
+				if err := req.Respond(encodeReply(b.handle(ctx, req.Data()))); err != nil {
+					log.Warn("bot reply failed", "err", err)
+				}
+			}),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("add bot service: %w", err)
+	}
+	ready.Store(true)
+	log.Info("bot serving", "subject", chat.BotCmd, "queue", chat.BotQueue)
+
+	<-ctx.Done()
+	ready.Store(false)
+	log.Info("bot stopping: draining")
+	if err := svc.Stop(); err != nil {
+		log.Warn("stop bot service", "err", err)
+	}
+	return drain(nc)
+}
+
+// bot holds what the commands need.
+type bot struct {
+	js       jetstream.JetStream
+	log      *slog.Logger
+	clock    func() time.Time
+	commands []command
+	byName   map[string]*command
+}
+
+func newBot(js jetstream.JetStream, log *slog.Logger) *bot {
+	b := &bot{js: js, log: log, clock: time.Now, commands: commandTable()}
+	b.byName = make(map[string]*command, len(b.commands))
+	for i := range b.commands {
+		b.byName[b.commands[i].name] = &b.commands[i]
+	}
+	return b
+}
+
+// encodeReply is json.Marshal without HTML escaping, so that the usage
+// "/sms <user>" reads as such in the nats CLI too.
+func encodeReply(r chat.BotReply) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(r) // a struct of strings and a bool always encodes
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// refusal is a command error the user sees, with its code. Any other error
+// is an outage, answered with codeUnavailable.
+type refusal struct{ code, msg string }
+
+func (r *refusal) Error() string { return r.msg }
+
+func invalidf(format string, args ...any) error {
+	return &refusal{code: codeInvalid, msg: fmt.Sprintf(format, args...)}
+}
+
+// request is a validated BotRequest split into its command and arguments.
+type request struct {
+	chat.BotRequest
+	name string   // the command name, lower case, without the slash
+	args []string // the words after the command name
+}
+
+// handle answers one request; it never fails, every problem is a reply.
+func (b *bot) handle(ctx context.Context, data []byte) chat.BotReply {
+	req, err := parseRequest(data)
+	var notice string
+	if err == nil {
+		notice, err = b.run(ctx, &req)
+	}
+	var r *refusal
+	switch {
+	case err == nil && req.name == "help":
+		// The list also goes machine-readable, for the page's command menu.
+		return chat.BotReply{OK: true, Notice: notice, Commands: b.describe()}
+	case err == nil:
+		return chat.BotReply{OK: true, Notice: notice}
+	case errors.As(err, &r):
+		b.log.Debug("bot command refused", "room", req.Room, "user", req.User, "command", req.name, "code", r.code, "err", r.msg)
+		return chat.BotReply{Code: r.code, Error: r.msg}
+	default:
+		b.log.Error("bot command failed", "room", req.Room, "user", req.User, "command", req.name, "err", err)
+		return chat.BotReply{Code: codeUnavailable, Error: fmt.Sprintf("/%s could not be completed right now, please try again", req.name)}
+	}
+}
+
+func parseRequest(data []byte) (request, error) {
+	var req request
+	if err := json.Unmarshal(data, &req.BotRequest); err != nil {
+		return req, invalidf("the request is not valid JSON: %v", err)
+	}
+	if err := chat.ValidateName("room", req.Room); err != nil {
+		return req, invalidf("%v", err)
+	}
+	if err := chat.ValidateName("user", req.User); err != nil {
+		return req, invalidf("%v", err)
+	}
+	words := strings.Fields(req.Text)
+	if len(words) == 0 || !strings.HasPrefix(words[0], "/") || words[0] == "/" {
+		return req, invalidf("not a command: commands start with /; type /help to see the commands")
+	}
+	req.name = strings.ToLower(strings.TrimPrefix(words[0], "/"))
+	req.args = words[1:]
+	return req, nil
+}
+
+// run finds the command, checks its arity and runs it.
+func (b *bot) run(ctx context.Context, req *request) (notice string, err error) {
+	cmd, ok := b.byName[req.name]
+	if !ok {
+		return "", &refusal{code: codeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", req.name)}
+	}
+	switch want := len(cmd.args); {
+	case len(req.args) < want:
+		return "", invalidf("/%s is missing %s; usage: %s; type /help to see the commands", cmd.name, strings.Join(cmd.args[len(req.args):], " "), cmd.usage())
+	case len(req.args) > want:
+		return "", invalidf("/%s takes %s, got %d; usage: %s; type /help to see the commands", cmd.name, plural(want, "argument"), len(req.args), cmd.usage())
+	}
+	return cmd.run(b, ctx, req)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if n == 0 {
+		return "no " + noun + "s"
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// key identifies a request for de-duplication: a client that retries a
+// request sends the same id, and JetStream drops the second publish with the
+// same Nats-Msg-Id. Room and user are part of it so that two clients that
+// picked the same id do not cancel each other. Without an id every request
+// is new.
+func (r *request) key() string {
+	if r.ID == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(r.Room + "\x00" + r.User + "\x00" + r.ID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// publish sends v as JSON to subject through JetStream, so it is stored (and
+// sequenced) before the bot says ok. msgID de-duplicates retries; empty means
+// none.
+func (b *bot) publish(ctx context.Context, subject string, v any, msgID string) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", subject, err)
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := b.js.Publish(ctx, subject, data, opts...); err != nil {
+		return fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,568 @@
+package smsworker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natschat/chat/services/smsworker"
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/natsconn"
+	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/stream"
+)
+
+// testConfig is the worker's configuration with test-sized delays.
+func testConfig(s *server.Server) smsworker.Config {
+	return smsworker.Config{
+		Config:      natsconn.Config{URL: s.ClientURL()},
+		Replicas:    1,
+		Consumer:    "sms-worker",
+		Concurrency: 4,
+		MaxDeliver:  5,
+		Backoff:     []time.Duration{20 * time.Millisecond},
+		AckWait:     2 * time.Second,
+		SendTimeout: 5 * time.Second,
+		SentTTL:     time.Hour,
+		FakeFail:    "never",
+	}
+}
+
+// startWorker runs smsworker.Run until the test ends (or stop is called),
+// and checks that it stops cleanly.
+func startWorker(t *testing.T, cfg smsworker.Config, sender smsworker.Sender) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	done := make(chan error, 1)
+	var opts []smsworker.Option
+	if sender != nil {
+		opts = append(opts, smsworker.WithSender(sender))
+	}
+	go func() { done <- smsworker.Run(ctx, cfg, log, opts...) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("smsworker.Run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("smsworker.Run did not return within 15s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// recorder is a Sender that counts sends per task id. fail decides whether
+// a send fails; delay is how long a send takes.
+type recorder struct {
+	delay time.Duration
+	fail  func(chat.SMSTask) bool
+
+	mu       sync.Mutex
+	sent     map[string]int
+	attempts map[string][]time.Time
+	inFlight int
+	maxIn    int
+}
+
+func newRecorder() *recorder {
+	return &recorder{sent: map[string]int{}, attempts: map[string][]time.Time{}}
+}
+
+func (r *recorder) Send(ctx context.Context, task chat.SMSTask) error {
+	r.mu.Lock()
+	r.attempts[task.ID] = append(r.attempts[task.ID], time.Now())
+	r.inFlight++
+	r.maxIn = max(r.maxIn, r.inFlight)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.inFlight--
+		r.mu.Unlock()
+	}()
+	if r.delay > 0 {
+		select {
+		case <-time.After(r.delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if r.fail != nil && r.fail(task) {
+		return fmt.Errorf("provider refused %s", task.ID)
+	}
+	r.mu.Lock()
+	r.sent[task.ID]++
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) sentCount(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent[id]
+}
+
+func (r *recorder) attemptTimes(id string) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.attempts[id]...)
+}
+
+func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// ensureStreams creates what the bot would, so tasks can be queued before
+// a worker runs.
+func ensureStreams(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	for _, sc := range []jetstream.StreamConfig{stream.ChatConfig(stream.Options{}), stream.SMSConfig(stream.Options{})} {
+		if _, err := stream.Ensure(context.Background(), js, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func task(id, to string) chat.SMSTask {
+	return chat.SMSTask{ID: id, Room: "lobby", From: "alice", To: to, RequestedAt: time.Now().UTC()}
+}
+
+// queue publishes task on sms_channel as the bot does.
+func queue(t *testing.T, js jetstream.JetStream, task chat.SMSTask) {
+	t.Helper()
+	data, err := json.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueRaw(t, js, data, task.ID)
+}
+
+func queueRaw(t *testing.T, js jetstream.JetStream, data []byte, msgID string) {
+	t.Helper()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := js.Publish(context.Background(), chat.SMSChannel, data, opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roomTexts counts the texts of room's messages in the CHAT stream.
+func roomTexts(t *testing.T, js jetstream.JetStream, room string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	subject := chat.RoomSubject(room)
+	s, err := js.Stream(ctx, stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := map[string]int{}
+	n := int(info.State.Subjects[subject])
+	if n == 0 {
+		return texts
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range batch.Messages() {
+		msg, err := chat.ParseMessage(m.Data(), time.Now())
+		if err != nil {
+			t.Fatalf("room message %q: %v", m.Data(), err)
+		}
+		if msg.User != "bot" || msg.Kind != chat.KindBot {
+			t.Errorf("got room message by %q kind %q, want bot bot", msg.User, msg.Kind)
+		}
+		texts[msg.Text]++
+		got++
+	}
+	if got != n {
+		t.Fatalf("read %d messages, the stream has %d", got, n)
+	}
+	return texts
+}
+
+func confirmation(to string) string {
+	return fmt.Sprintf("An SMS has been sent to %s (requested by alice)", to)
+}
+
+// deadLetter is a message of the SMS_DEAD stream.
+type deadLetter struct {
+	subject, reason, deliveries string
+	data                        string
+}
+
+func deadLetters(t *testing.T, js jetstream.JetStream) []deadLetter {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "SMS_DEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []deadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, deadLetter{
+			subject:    m.Subject,
+			reason:     m.Header.Get("Sms-Dead-Reason"),
+			deliveries: m.Header.Get("Sms-Deliveries"),
+			data:       string(m.Data),
+		})
+	}
+	return out
+}
+
+func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitPulling waits until n workers have a pull request waiting, so a test
+// that queues tasks next spreads them over all n.
+func waitPulling(t *testing.T, js jetstream.JetStream, consumer string, n int) {
+	t.Helper()
+	waitFor(t, 15*time.Second, fmt.Sprintf("%d workers pulling", n), func() bool {
+		c, err := js.Consumer(context.Background(), stream.SMS, consumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumWaiting >= n
+	})
+}
+
+// waitEmpty waits until every task was acked or terminated.
+func waitEmpty(t *testing.T, js jetstream.JetStream, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, "the SMS stream to be empty", func() bool {
+		return streamState(t, js, stream.SMS).Msgs == 0
+	})
+}
+
+func TestSendsAndConfirms(t *testing.T) {
+	s := natstest.Start(t)
+	js := newJS(t, natstest.Connect(t, s))
+	rec := newRecorder()
+	startWorker(t, testConfig(s), rec)
+	waitPulling(t, js, "sms-worker", 1)
+
+	queue(t, js, task("t1", "bob"))
+	waitEmpty(t, js, 10*time.Second)
+	if got := rec.sentCount("t1"); got != 1 {
+		t.Errorf("got %d sends, want 1", got)
+	}
+	texts := roomTexts(t, js, "lobby")
+	if got := texts[confirmation("bob")]; got != 1 || len(texts) != 1 {
+		t.Errorf("got room texts %v, want one %q", texts, confirmation("bob"))
+	}
+
+	// The same task again, past the stream's de-duplication (here: another
+	// message id; in production: after the window): the sent bucket
+	// stops a second SMS, and the confirmation is not repeated.
+	data, _ := json.Marshal(task("t1", "bob"))
+	queueRaw(t, js, data, "")
+	waitEmpty(t, js, 10*time.Second)
+	if got := rec.sentCount("t1"); got != 1 {
+		t.Errorf("got %d sends after a repeated task, want 1", got)
+	}
+	if got := roomTexts(t, js, "lobby")[confirmation("bob")]; got != 1 {
+		t.Errorf("got %d confirmations after a repeated task, want 1", got)
+	}
+}
+
+// TestThreeWorkers runs three workers on one consumer: every task is sent
+// once and confirmed once, and no worker has more than Concurrency tasks in
+// flight.
+func TestThreeWorkers(t *testing.T) {
+	s := natstest.Start(t)
+	nc := natstest.Connect(t, s)
+	js := newJS(t, nc)
+	cfg := testConfig(s)
+	var recs []*recorder
+	for range 3 {
+		rec := newRecorder()
+		rec.delay = 2 * time.Millisecond // long enough for sends to overlap
+		recs = append(recs, rec)
+		startWorker(t, cfg, rec)
+	}
+	waitPulling(t, js, cfg.Consumer, 3)
+
+	const n = 1000
+	for i := range n {
+		data, _ := json.Marshal(task(fmt.Sprintf("t%d", i), fmt.Sprintf("u%d", i)))
+		if _, err := js.PublishAsync(chat.SMSChannel, data, jetstream.WithMsgID(fmt.Sprintf("t%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(20 * time.Second):
+		t.Fatal("publishing tasks timed out")
+	}
+	waitEmpty(t, js, 60*time.Second)
+
+	texts := roomTexts(t, js, "lobby")
+	for i := range n {
+		id, to := fmt.Sprintf("t%d", i), fmt.Sprintf("u%d", i)
+		sends := 0
+		for _, rec := range recs {
+			sends += rec.sentCount(id)
+		}
+		if sends != 1 {
+			t.Errorf("task %s: sent %d times, want 1", id, sends)
+		}
+		if got := texts[confirmation(to)]; got != 1 {
+			t.Errorf("task %s: %d confirmations, want 1", id, got)
+		}
+	}
+	if len(texts) != n {
+		t.Errorf("got %d distinct room messages, want %d", len(texts), n)
+	}
+	for i, rec := range recs {
+		rec.mu.Lock()
+		t.Logf("worker %d sent %d tasks, at most %d at once", i, len(rec.sent), rec.maxIn)
+		if len(rec.sent) == 0 {
+			t.Errorf("worker %d sent nothing: the consumer is not shared", i)
+		}
+		if rec.maxIn > cfg.Concurrency {
+			t.Errorf("worker %d had %d sends at once, want at most %d", i, rec.maxIn, cfg.Concurrency)
+		}
+		rec.mu.Unlock()
+	}
+}
+
+// TestFailingTaskIsRetriedThenDeadLettered: a task whose send always fails
+// is tried MaxDeliver times with the backoff in between, then lands in
+// SMS_DEAD; meanwhile a good task goes through on the only slot.
+func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
+	s := natstest.Start(t)
+	js := newJS(t, natstest.Connect(t, s))
+	cfg := testConfig(s)
+	cfg.Concurrency = 1
+	cfg.MaxDeliver = 3
+	cfg.Backoff = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond}
+	rec := newRecorder()
+	rec.fail = func(task chat.SMSTask) bool { return task.ID == "bad" }
+	startWorker(t, cfg, rec)
+	waitPulling(t, js, "sms-worker", 1)
+
+	bad := task("bad", "bob")
+	queue(t, js, bad)
+	waitFor(t, 10*time.Second, "the first attempt", func() bool { return len(rec.attemptTimes("bad")) >= 1 })
+	queue(t, js, task("good", "carol"))
+	waitFor(t, 10*time.Second, "the good task", func() bool { return rec.sentCount("good") == 1 })
+	goodAt := rec.attemptTimes("good")[0]
+
+	waitFor(t, 10*time.Second, "a dead letter", func() bool { return streamState(t, js, "SMS_DEAD").Msgs == 1 })
+	attempts := rec.attemptTimes("bad")
+	if len(attempts) != cfg.MaxDeliver {
+		t.Fatalf("got %d attempts, want %d", len(attempts), cfg.MaxDeliver)
+	}
+	if !goodAt.Before(attempts[len(attempts)-1]) {
+		t.Errorf("the good task was sent at %v, after the bad one's last try at %v: it waited", goodAt, attempts[len(attempts)-1])
+	}
+	for i := 1; i < len(attempts); i++ {
+		if gap, want := attempts[i].Sub(attempts[i-1]), cfg.Backoff[i-1]; gap < want {
+			t.Errorf("retry %d came %v after the previous try, want at least %v", i, gap, want)
+		}
+	}
+	dead := deadLetters(t, js)
+	want, _ := json.Marshal(bad)
+	if len(dead) != 1 || dead[0].subject != "sms_dead.failed" || dead[0].data != string(want) ||
+		dead[0].deliveries != "3" || !strings.Contains(dead[0].reason, "provider refused bad") {
+		t.Errorf("got dead letters %+v, want the bad task on sms_dead.failed after 3 deliveries", dead)
+	}
+	waitEmpty(t, js, 5*time.Second)
+	texts := roomTexts(t, js, "lobby")
+	if texts[confirmation("bob")] != 0 || texts[confirmation("carol")] != 1 {
+		t.Errorf("got room texts %v, want only carol's confirmation", texts)
+	}
+}
+
+// TestMalformedTasksAreDeadLettered: garbage on sms_channel is moved to
+// SMS_DEAD at once, never sent nor retried, and the worker goes on.
+func TestMalformedTasksAreDeadLettered(t *testing.T) {
+	s := natstest.Start(t)
+	js := newJS(t, natstest.Connect(t, s))
+	rec := newRecorder()
+	startWorker(t, testConfig(s), rec)
+	waitPulling(t, js, "sms-worker", 1)
+
+	bad := []string{
+		`not json`,
+		`{"id":"x"}`,
+		`{"id":"a.b","room":"lobby","from":"alice","to":"bob"}`,
+		`{"id":"y","room":"lobby","from":"alice","to":"*"}`,
+		`null`,
+	}
+	for _, data := range bad {
+		queueRaw(t, js, []byte(data), "")
+	}
+	queue(t, js, task("good", "carol"))
+	waitEmpty(t, js, 10*time.Second)
+
+	if got := rec.sentCount("good"); got != 1 {
+		t.Errorf("good task sent %d times, want 1", got)
+	}
+	rec.mu.Lock()
+	if len(rec.attempts) != 1 {
+		t.Errorf("sender called for %v, want only the good task", rec.attempts)
+	}
+	rec.mu.Unlock()
+	dead := deadLetters(t, js)
+	if len(dead) != len(bad) {
+		t.Fatalf("got %d dead letters, want %d: %+v", len(dead), len(bad), dead)
+	}
+	// Processed concurrently, so in any order.
+	got := map[string]bool{}
+	for _, d := range dead {
+		got[d.data] = true
+		if d.subject != "sms_dead.malformed" || d.deliveries != "1" || d.reason == "" {
+			t.Errorf("got dead letter %+v, want it on sms_dead.malformed after 1 delivery, with a reason", d)
+		}
+	}
+	for _, data := range bad {
+		if !got[data] {
+			t.Errorf("%q is not in the dead-letter stream", data)
+		}
+	}
+}
+
+// TestDrainFinishesTasksInFlight: a worker told to stop during a slow send
+// finishes it, confirms and acks before Run returns.
+func TestDrainFinishesTasksInFlight(t *testing.T) {
+	s := natstest.Start(t)
+	js := newJS(t, natstest.Connect(t, s))
+	rec := newRecorder()
+	rec.delay = 500 * time.Millisecond
+	stop := startWorker(t, testConfig(s), rec)
+	waitPulling(t, js, "sms-worker", 1)
+
+	queue(t, js, task("slow", "bob"))
+	waitFor(t, 10*time.Second, "the send to start", func() bool { return len(rec.attemptTimes("slow")) == 1 })
+	stop()
+	if got := rec.sentCount("slow"); got != 1 {
+		t.Errorf("got %d sends, want 1", got)
+	}
+	if got := streamState(t, js, stream.SMS).Msgs; got != 0 {
+		t.Errorf("got %d tasks left after drain, want 0 (acked)", got)
+	}
+	if got := roomTexts(t, js, "lobby")[confirmation("bob")]; got != 1 {
+		t.Errorf("got %d confirmations, want 1", got)
+	}
+}
+
+// TestSlowTaskDoesNotBlockOthers: with two slots, a send that hangs holds
+// one, and the other tasks flow through the other.
+func TestSlowTaskDoesNotBlockOthers(t *testing.T) {
+	s := natstest.Start(t)
+	js := newJS(t, natstest.Connect(t, s))
+	cfg := testConfig(s)
+	cfg.Concurrency = 2
+	release := make(chan struct{})
+	rec := newRecorder()
+	slow := &blockingSender{recorder: rec, block: "slow", release: release}
+	startWorker(t, cfg, slow)
+	waitPulling(t, js, "sms-worker", 1)
+
+	queue(t, js, task("slow", "bob"))
+	waitFor(t, 10*time.Second, "the slow send to start", func() bool { return len(rec.attemptTimes("slow")) == 1 })
+	for i := range 10 {
+		queue(t, js, task(fmt.Sprintf("fast%d", i), fmt.Sprintf("u%d", i)))
+	}
+	waitFor(t, 10*time.Second, "the fast tasks", func() bool {
+		for i := range 10 {
+			if rec.sentCount(fmt.Sprintf("fast%d", i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	close(release)
+	waitEmpty(t, js, 10*time.Second)
+	if got := rec.sentCount("slow"); got != 1 {
+		t.Errorf("slow task sent %d times, want 1", got)
+	}
+}
+
+// blockingSender holds the send of task block until release is closed.
+type blockingSender struct {
+	*recorder
+	block   string
+	release chan struct{}
+}
+
+func (b *blockingSender) Send(ctx context.Context, task chat.SMSTask) error {
+	if task.ID == b.block {
+		b.mu.Lock()
+		b.attempts[task.ID] = append(b.attempts[task.ID], time.Now())
+		b.mu.Unlock()
+		<-b.release
+		b.mu.Lock()
+		b.sent[task.ID]++
+		b.mu.Unlock()
+		return nil
+	}
+	return b.recorder.Send(ctx, task)
+}
