@@ -77,6 +77,7 @@ func TestGolden(t *testing.T) {
 		"message.json":          msg,
 		"bot_request.json":      BotRequest{ID: "r1", Room: "lobby", User: "alice", Text: "/sms bob"},
 		"bot_reply_ok.json":     BotReply{OK: true, Notice: "SMS to bob queued"},
+		"bot_reply_help.json":   BotReply{OK: true, Notice: "/now  the time", Commands: []Command{{Name: "now", Usage: "/now", Help: "the time"}}},
 		"bot_reply_error.json":  BotReply{OK: false, Code: "unknown_command", Error: "unknown command /nope: try /help"},
 		"sms_task.json":         SMSTask{ID: "t1", Room: "lobby", From: "alice", To: "bob", RequestedAt: ts},
 		"history_request.json":  HistoryRequest{Before: 100, Limit: 50},

@@ -19,6 +19,17 @@ type BotReply struct {
 	Error  string `json:"error,omitempty"`
 	Code   string `json:"code,omitempty"`
 	Notice string `json:"notice,omitempty"`
+	// Commands lists the bot's commands in the answer to /help, so that a
+	// UI can offer them without keeping its own copy.
+	Commands []Command `json:"commands,omitempty"`
+}
+
+// Command describes one bot command: its name ("sms"), its syntax
+// ("/sms <user>") and what it does.
+type Command struct {
+	Name  string `json:"name"`
+	Usage string `json:"usage"`
+	Help  string `json:"help"`
 }
 
 // SMSTask is a job on SMSChannel. It is published with the Nats-Msg-Id header
