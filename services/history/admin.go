@@ -1,0 +1,104 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+)
+
+// health is what /readyz reports: the service is ready when it has started,
+// is not stopping, NATS is connected and the last database write (or idle
+// ping) succeeded.
+type health struct {
+	mu       sync.Mutex
+	nc       *nats.Conn
+	started  bool
+	stopping bool
+	dbErr    error
+}
+
+func (h *health) setConn(nc *nats.Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nc = nc
+}
+
+func (h *health) setStarted() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.started = true
+}
+
+func (h *health) setStopping() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopping = true
+}
+
+func (h *health) setDB(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dbErr = err
+}
+
+// ready returns nil when the service is ready, or why it is not.
+func (h *health) ready() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.stopping:
+		return errors.New("shutting down")
+	case !h.started:
+		return errors.New("starting")
+	case h.nc == nil || !h.nc.IsConnected():
+		return errors.New("nats not connected")
+	case h.dbErr != nil:
+		return fmt.Errorf("database: %w", h.dbErr)
+	}
+	return nil
+}
+
+// serveAdmin serves /healthz and /readyz on ln until ctx is done.
+func serveAdmin(ctx context.Context, g *errgroup.Group, ln net.Listener, h *health, shutdownTimeout time.Duration) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := h.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		h.setStopping()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("admin shutdown: %w", err)
+		}
+		return nil
+	})
+}
