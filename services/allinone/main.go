@@ -10,12 +10,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/services/gateway"
+	"github.com/natschat/chat/services/history"
 	"github.com/natschat/chat/services/smsworker"
 	"github.com/natschat/chat/shared/config"
 )
@@ -28,12 +30,13 @@ type Config struct {
 	NATSURL  string `envconfig:"NATS_URL" desc:"NATS server to use; empty: start an embedded one"`
 	NATSHost string `envconfig:"NATS_HOST" default:"127.0.0.1" desc:"listen host of the embedded NATS server"`
 	NATSPort int    `envconfig:"NATS_PORT" default:"4222" desc:"client port of the embedded NATS server"`
-	DataDir  string `split_words:"true" default:"data" desc:"directory of the embedded server's JetStream data"`
+	DataDir  string `split_words:"true" default:"data" desc:"directory of the embedded server's JetStream data and of the SQLite file"`
 }
 
 type configs struct {
 	chat      Config
 	gateway   gateway.Config
+	history   history.Config
 	bot       bot.Config
 	smsworker smsworker.Config
 }
@@ -55,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}{
 		{"CHAT", &c.chat},
 		{"GATEWAY", &c.gateway},
+		{"HISTORY", &c.history},
 		{"BOT", &c.bot},
 		{"SMSWORKER", &c.smsworker},
 	}
@@ -97,10 +101,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		url = ns.ClientURL()
 		log.Info("embedded nats-server started", "url", url, "store", c.chat.DataDir)
 	}
-	c.gateway.URL, c.bot.URL, c.smsworker.URL = url, url, url
+	c.gateway.URL, c.history.URL, c.bot.URL, c.smsworker.URL = url, url, url, url
+	if _, set := os.LookupEnv("HISTORY_SQLITE_PATH"); !set {
+		// Next to the embedded server's data, wherever CHAT_DATA_DIR says.
+		c.history.SQLitePath = filepath.Join(c.chat.DataDir, "chat.db")
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return named("gateway", gateway.Run(gctx, c.gateway, log.With("service", "gateway"))) })
+	g.Go(func() error { return named("history", history.Run(gctx, c.history, log.With("service", "history"))) })
 	g.Go(func() error { return named("bot", bot.Run(gctx, c.bot, log.With("service", "bot"))) })
 	g.Go(func() error {
 		return named("sms-worker", smsworker.Run(gctx, c.smsworker, log.With("service", "sms-worker")))

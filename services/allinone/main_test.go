@@ -31,7 +31,6 @@ func startStack(t *testing.T) stack {
 	t.Setenv("CHAT_NATS_PORT", strconv.Itoa(natsPort))
 	t.Setenv("CHAT_DATA_DIR", t.TempDir())
 	t.Setenv("GATEWAY_ADDR", httpAddr)
-	t.Setenv("HISTORY_SQLITE_PATH", t.TempDir()+"/chat.db")
 	t.Setenv("LOG_FORMAT", "json")
 	t.Setenv("LOG_LEVEL", "warn")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -114,6 +113,41 @@ func TestBotAndWorker(t *testing.T) {
 	})
 	alice.send(t, `{"type":"message","text":"/now","client_id":"c2"}`)
 	bob.expect(t, func(f frame) bool { return f.Type == "message" && strings.Contains(f.Text, "alice asked for the time") })
+}
+
+// TestHistoryStored: a message is stored in SQLite and served by the API.
+func TestHistoryStored(t *testing.T) {
+	s := startStack(t)
+	ws := dialWS(t, s, "/ws/chat/lobby/alice")
+	ws.expect(t, func(f frame) bool { return f.Type == "history" })
+	ws.send(t, `{"type":"message","text":"keep me","client_id":"k1"}`)
+	ws.expect(t, func(f frame) bool { return f.Type == "message" && f.Text == "keep me" })
+	waitUntil(t, 10*time.Second, "message in the API", func() bool {
+		res, err := http.Get(s.http + "/api/rooms/lobby/messages?limit=10")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var got struct {
+			Messages []frame `json:"messages"`
+		}
+		json.NewDecoder(res.Body).Decode(&got)
+		return len(got.Messages) == 1 && got.Messages[0].Text == "keep me"
+	})
+	res, err := http.Get(s.http + "/api/rooms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var rooms struct {
+		Rooms []struct {
+			Name     string `json:"name"`
+			Messages int    `json:"messages"`
+		} `json:"rooms"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&rooms); err != nil || len(rooms.Rooms) != 1 || rooms.Rooms[0].Name != "lobby" {
+		t.Errorf("rooms: %+v %v", rooms, err)
+	}
 }
 
 // TestREADMENatsCommands runs the README's nats CLI examples against the

@@ -1,4 +1,5 @@
 import { nameProblem } from "./names.js";
+import { ago } from "./format.js";
 
 const form = document.getElementById("join");
 const user = document.getElementById("user");
@@ -40,7 +41,7 @@ async function loadRooms() {
       b.addEventListener("click", () => { room.value = r.name; user.focus(); });
       const meta = document.createElement("span");
       meta.className = "muted";
-      meta.textContent = ` ${r.messages} messages, last ${new Date(r.last_message_at).toLocaleString()}`;
+      meta.textContent = `${r.messages} message${r.messages === 1 ? "" : "s"}, last ${ago(new Date(r.last_message_at))}`;
       li.append(b, meta);
       list.append(li);
     }

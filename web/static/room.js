@@ -1,23 +1,38 @@
-// The room page: one WebSocket to the gateway, messages kept by seq so that
-// history, live messages and resumes merge without duplicates.
+// The room page. One WebSocket to the gateway; messages are kept by seq so
+// that history pages, live messages and resumes merge without duplicates.
+// Everything a user wrote is put in the page as text, never as HTML.
+import { linkify, dayLabel, timeLabel } from "./format.js";
+
 const [, , roomName, userName] = location.pathname.split("/").map(decodeURIComponent);
 
-const log = document.getElementById("log");
-const list = document.getElementById("messages");
-const older = document.getElementById("older");
-const status = document.getElementById("status");
-const form = document.getElementById("send");
-const input = document.getElementById("text");
-document.getElementById("title").textContent = `#${roomName}`;
+const $ = (id) => document.getElementById(id);
+const log = $("log");
+const list = $("messages");
+const older = $("older");
+const start = $("start");
+const status = $("status");
+const form = $("send");
+const input = $("text");
+const jump = $("jump");
+const palette = $("commands");
+const memberList = $("member-list");
+const membersPanel = $("members");
+const membersToggle = $("members-toggle");
+$("title").textContent = `#${roomName}`;
 document.title = `#${roomName} · Chat`;
 
-const bySeq = new Map();       // seq -> <li>
-const unacked = new Map();     // client_id -> {text, li}
-let lastSeq = 0;               // newest seq received: the resume point
+const messages = new Map(); // seq -> message
+const unacked = new Map();  // client_id -> {text, li}: sent, not yet stored
+let lastSeq = 0;            // newest seq received: where a reconnect resumes
 let oldestSeq = 0;
 let hasMore = false;
+let loadingOlder = false;
 let ws = null;
 let retry = 0;
+let commands = [];
+let helpId = "";
+
+// --- connection -----------------------------------------------------------
 
 function connect() {
   setStatus("connecting", "connecting…");
@@ -27,19 +42,42 @@ function connect() {
   ws.addEventListener("open", () => {
     retry = 0;
     setStatus("online", "online");
+    // What was typed while offline goes now, with its client_id: the
+    // server stores it once even if an earlier attempt got through.
     for (const [clientId, m] of unacked) send({ type: "message", text: m.text, client_id: clientId });
+    if (!commands.length) {
+      helpId = `help-${crypto.randomUUID()}`;
+      send({ type: "message", text: "/help", client_id: helpId });
+    }
   });
   ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
   ws.addEventListener("close", (e) => {
-    const delay = Math.min(30000, 500 * 2 ** retry++) * (0.5 + Math.random() / 2);
-    setStatus("offline", `offline${e.reason ? ` (${e.reason})` : ""}, retrying in ${Math.round(delay / 1000)}s`);
+    if (leaving) return;
+    const delay = Math.min(15000, 500 * 2 ** retry++) * (0.75 + Math.random() / 2);
+    const why = e.reason ? ` (${e.reason})` : "";
+    setStatus("offline", `offline${why}, reconnecting in ${Math.ceil(delay / 1000)}s`);
     setTimeout(connect, delay);
   });
 }
 
+// Leaving the page closes the socket at once, so the others see us leave
+// (and a page kept in the back-forward cache does not hold it open).
+let leaving = false;
+window.addEventListener("pagehide", () => {
+  leaving = true;
+  if (ws) ws.close(1000, "page closed");
+});
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) {
+    leaving = false;
+    connect();
+  }
+});
+
 function setStatus(state, text) {
   status.dataset.state = state;
   status.textContent = text;
+  document.body.dataset.connection = state;
 }
 
 function send(frame) {
@@ -49,64 +87,131 @@ function send(frame) {
 function onFrame(f) {
   switch (f.type) {
     case "message":
-      addMessage(f);
+      addMessages([f]);
       break;
     case "history":
-      if (f.reset) { bySeq.clear(); list.replaceChildren(); oldestSeq = 0; }
-      for (const m of f.messages) addMessage(m);
-      if (!oldestSeq || f.messages.length && f.messages[0].seq <= oldestSeq) {
-        hasMore = f.has_more;
-        if (f.messages.length) oldestSeq = f.messages[0].seq;
-      }
-      older.hidden = !hasMore;
+      onHistory(f);
       break;
-    case "error":
-      if (f.client_id && unacked.has(f.client_id)) {
-        const u = unacked.get(f.client_id);
-        u.li.remove();
-        unacked.delete(f.client_id);
-      }
-      addNote(`${f.message}`, "error");
+    case "presence":
+      onPresence(f);
       break;
     case "notice":
+      if (f.commands) commands = f.commands;
+      if (f.client_id && f.client_id === helpId) return; // asked for by the page itself
       addNote(f.text, "notice");
+      break;
+    case "error":
+      if (f.client_id === helpId) return;
+      if (f.client_id && unacked.has(f.client_id)) {
+        unacked.get(f.client_id).li.remove();
+        unacked.delete(f.client_id);
+      }
+      addNote(f.message, "error");
       break;
   }
 }
 
-function addMessage(m) {
-  if (bySeq.has(m.seq)) return;
-  const pinned = atBottom();
-  if (m.client_id && m.user === userName && unacked.has(m.client_id)) {
-    unacked.get(m.client_id).li.remove();
-    unacked.delete(m.client_id);
+function onHistory(f) {
+  if (f.reset) {
+    messages.clear();
+    list.querySelectorAll(".msg:not(.pending), .day").forEach((el) => el.remove());
+    oldestSeq = 0;
   }
-  const li = renderMessage(m);
-  li.dataset.seq = m.seq;
-  bySeq.set(m.seq, li);
-  lastSeq = Math.max(lastSeq, m.seq);
-  // Insert in seq order: history pages arrive before or after live messages.
-  let next = null;
-  for (const el of list.children) {
-    if (el.dataset.seq && Number(el.dataset.seq) > m.seq) { next = el; break; }
-    if (!el.dataset.seq && !next) { next = el; break; }
+  const isPage = loadingOlder;
+  loadingOlder = false;
+  const before = log.scrollHeight - log.scrollTop;
+  addMessages(f.messages, !isPage);
+  if (f.messages.length && (!oldestSeq || f.messages[0].seq < oldestSeq || f.reset)) {
+    oldestSeq = f.messages[0].seq;
+    hasMore = f.has_more;
+  } else if (!oldestSeq) {
+    hasMore = f.has_more;
   }
-  list.insertBefore(li, next);
-  if (pinned) log.scrollTop = log.scrollHeight;
+  if (isPage) log.scrollTop = log.scrollHeight - before; // keep the view where it was
+  older.hidden = !hasMore;
+  start.hidden = hasMore || messages.size === 0;
 }
 
-function renderMessage(m) {
+// --- messages -------------------------------------------------------------
+
+function addMessages(batch, follow = true) {
+  const pinned = atBottom();
+  let added = 0;
+  // Live messages only extend the list; anything older makes it re-render.
+  const appendOnly = batch.every((m) => m.seq > lastSeq);
+  for (const m of batch) {
+    if (messages.has(m.seq)) continue;
+    messages.set(m.seq, m);
+    lastSeq = Math.max(lastSeq, m.seq);
+    if (m.client_id && m.user === userName && unacked.has(m.client_id)) {
+      unacked.get(m.client_id).li.remove();
+      unacked.delete(m.client_id);
+    }
+    added++;
+  }
+  if (!added) return;
+  if (appendOnly && list.querySelector(".msg[data-seq]")) appendRendered(batch);
+  else render();
+  if (!follow) return;
+  if (pinned) scrollToBottom();
+  else jump.hidden = false;
+}
+
+let lastRendered = null;
+
+function appendRendered(batch) {
+  const anchor = list.querySelector(".pending");
+  for (const m of batch) {
+    for (const el of itemsFor(m, lastRendered)) list.insertBefore(el, anchor);
+    lastRendered = m;
+  }
+}
+
+// itemsFor renders m after prev: a day header when the day changes, and no
+// author header when prev is by the same author less than 5 minutes before.
+function itemsFor(m, prev) {
+  const ts = new Date(m.ts);
+  const out = [];
+  if (!prev || dayLabel(new Date(prev.ts)) !== dayLabel(ts)) {
+    const day = document.createElement("li");
+    day.className = "day";
+    day.textContent = dayLabel(ts);
+    out.push(day);
+    prev = null;
+  }
+  const grouped = prev && prev.user === m.user && prev.kind === m.kind && ts - new Date(prev.ts) < 5 * 60 * 1000;
+  out.push(renderMessage(m, grouped));
+  return out;
+}
+
+// render rebuilds the list from the messages in seq order: grouped by day,
+// and consecutive messages of one author within five minutes share a header.
+function render() {
+  const pending = [...list.querySelectorAll(".pending, .note")];
+  const out = [];
+  let prev = null;
+  for (const m of [...messages.values()].sort((a, b) => a.seq - b.seq)) {
+    out.push(...itemsFor(m, prev));
+    prev = m;
+  }
+  lastRendered = prev;
+  list.replaceChildren(...out, ...pending);
+}
+
+function renderMessage(m, grouped) {
   const li = document.createElement("li");
-  li.className = `msg kind-${m.kind}${m.user === userName ? " own" : ""}`;
+  li.className = `msg kind-${m.kind}${m.user === userName ? " own" : ""}${grouped ? " grouped" : ""}`;
+  if (m.seq) li.dataset.seq = m.seq;
+  const ts = new Date(m.ts);
   const head = document.createElement("div");
   head.className = "head";
   const who = document.createElement("span");
   who.className = "user";
   who.textContent = m.user;
   const when = document.createElement("time");
-  const ts = new Date(m.ts);
   when.dateTime = ts.toISOString();
-  when.textContent = ts.toLocaleString([], { hour: "2-digit", minute: "2-digit", day: "numeric", month: "short" });
+  when.textContent = timeLabel(ts);
+  when.title = ts.toLocaleString();
   head.append(who, when);
   const body = document.createElement("div");
   body.className = "text";
@@ -115,58 +220,140 @@ function renderMessage(m) {
   return li;
 }
 
-// linkify turns http(s) URLs into links and everything else into text nodes:
-// nothing the user wrote is ever parsed as HTML.
-function linkify(text) {
-  const out = [];
-  const re = /\bhttps?:\/\/[^\s<>"]+/g;
-  let at = 0;
-  for (const match of text.matchAll(re)) {
-    out.push(document.createTextNode(text.slice(at, match.index)));
-    const a = document.createElement("a");
-    a.href = match[0];
-    a.textContent = match[0];
-    a.target = "_blank";
-    a.rel = "noopener noreferrer";
-    out.push(a);
-    at = match.index + match[0].length;
-  }
-  out.push(document.createTextNode(text.slice(at)));
-  return out;
-}
-
 function addNote(text, cls) {
   const pinned = atBottom();
   const li = document.createElement("li");
   li.className = `note ${cls}`;
+  li.setAttribute("role", cls === "error" ? "alert" : "status");
   li.textContent = text;
   list.append(li);
-  if (pinned) log.scrollTop = log.scrollHeight;
+  if (pinned) scrollToBottom();
 }
 
 function atBottom() {
-  return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 48;
 }
 
-form.addEventListener("submit", (e) => {
-  e.preventDefault();
-  const text = input.value;
+function scrollToBottom() {
+  log.scrollTop = log.scrollHeight;
+  jump.hidden = true;
+}
+
+function loadOlder() {
+  if (!hasMore || loadingOlder) return;
+  loadingOlder = true;
+  send({ type: "history", before: oldestSeq, limit: 50 });
+}
+
+log.addEventListener("scroll", () => {
+  if (log.scrollTop < 40) loadOlder();
+  if (atBottom()) jump.hidden = true;
+});
+older.addEventListener("click", loadOlder);
+jump.addEventListener("click", () => { scrollToBottom(); input.focus(); });
+
+// --- members --------------------------------------------------------------
+
+function onPresence(f) {
+  memberList.replaceChildren(...f.users.map((u) => {
+    const li = document.createElement("li");
+    li.textContent = u;
+    if (u === userName) li.className = "me";
+    return li;
+  }));
+  $("member-count").textContent = f.users.length;
+  for (const u of f.joined || []) if (u !== userName) addNote(`${u} joined`, "presence");
+  for (const u of f.left || []) if (u !== userName) addNote(`${u} left`, "presence");
+}
+
+membersToggle.addEventListener("click", () => {
+  const open = membersPanel.classList.toggle("open");
+  membersToggle.setAttribute("aria-expanded", String(open));
+});
+
+// --- composing ------------------------------------------------------------
+
+function submit() {
+  // Line breaks around the text are never meant to be sent.
+  const text = input.value.replace(/^[\r\n]+|[\r\n]+$/g, "");
   if (!text.trim()) return;
   const clientId = crypto.randomUUID();
   if (!text.startsWith("/")) {
-    const li = renderMessage({ user: userName, text, kind: "user", ts: new Date().toISOString() });
+    // Shown at once, dimmed, until the server's copy acknowledges it.
+    const li = renderMessage({ user: userName, text, kind: "user", ts: new Date().toISOString() }, false);
     li.classList.add("pending");
     list.append(li);
-    log.scrollTop = log.scrollHeight;
     unacked.set(clientId, { text, li });
+    scrollToBottom();
   }
   send({ type: "message", text, client_id: clientId });
   input.value = "";
+  input.style.height = "auto";
+  hidePalette();
+}
+
+form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+
+input.addEventListener("keydown", (e) => {
+  if (!palette.hidden && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+    e.preventDefault();
+    movePalette(e.key === "ArrowDown" ? 1 : -1);
+    return;
+  }
+  if (!palette.hidden && (e.key === "Tab" || (e.key === "Enter" && paletteChoice()))) {
+    e.preventDefault();
+    choose(paletteChoice() || palette.firstElementChild);
+    return;
+  }
+  if (e.key === "Escape") hidePalette();
+  if (e.key === "Enter" && !e.shiftKey) {
+    e.preventDefault();
+    submit();
+  }
 });
 
-older.addEventListener("click", () => send({ type: "history", before: oldestSeq, limit: 50 }));
-log.addEventListener("scroll", () => {
-  if (log.scrollTop === 0 && hasMore) send({ type: "history", before: oldestSeq, limit: 50 });
+input.addEventListener("input", () => {
+  input.style.height = "auto";
+  input.style.height = `${input.scrollHeight}px`;
+  const t = input.value;
+  if (!t.startsWith("/") || t.includes(" ")) return hidePalette();
+  const matches = commands.filter((c) => `/${c.name}`.startsWith(t.toLowerCase()));
+  if (!matches.length) return hidePalette();
+  palette.replaceChildren(...matches.map((c) => {
+    const li = document.createElement("li");
+    li.setAttribute("role", "option");
+    li.dataset.name = c.name;
+    const usage = document.createElement("code");
+    usage.textContent = c.usage;
+    const help = document.createElement("span");
+    help.textContent = ` ${c.help}`;
+    li.append(usage, help);
+    li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(li); });
+    return li;
+  }));
+  palette.hidden = false;
 });
+
+function paletteChoice() {
+  return palette.querySelector("[aria-selected=true]");
+}
+
+function movePalette(step) {
+  const items = [...palette.children];
+  const i = items.indexOf(paletteChoice());
+  items.forEach((el) => el.removeAttribute("aria-selected"));
+  items[(i + step + items.length) % items.length].setAttribute("aria-selected", "true");
+}
+
+function choose(li) {
+  const c = commands.find((c) => c.name === li.dataset.name);
+  input.value = `/${c.name}${c.usage.includes(" ") ? " " : ""}`;
+  hidePalette();
+  input.focus();
+}
+
+function hidePalette() {
+  palette.hidden = true;
+}
 
 connect();
