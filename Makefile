@@ -6,7 +6,7 @@ MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
 BINARIES := gateway history bot sms-worker allinone
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test vet fmt tidy clean
+.PHONY: all build run test vet tidy clean bench
 
 all: build
 
@@ -14,10 +14,11 @@ all: build
 build:
 	@mkdir -p bin
 	$(GO) build -o bin/gateway ./services/gateway/cmd/gateway
+	$(GO) build -o bin/history ./services/history/cmd/history
+	$(GO) build -o bin/bot ./services/bot/cmd/bot
+	$(GO) build -o bin/sms-worker ./services/smsworker/cmd/sms-worker
 	$(GO) build -o bin/allinone ./services/allinone
-	@if [ -d services/history/cmd/history ]; then $(GO) build -o bin/history ./services/history/cmd/history; fi
-	@if [ -d services/bot/cmd/bot ]; then $(GO) build -o bin/bot ./services/bot/cmd/bot; fi
-	@if [ -d services/smsworker/cmd/sms-worker ]; then $(GO) build -o bin/sms-worker ./services/smsworker/cmd/sms-worker; fi
+	$(GO) build -o bin/chatbench ./bench
 
 ## run: the whole chat in one process at http://localhost:8080
 run:
@@ -33,6 +34,10 @@ test: vet
 	@fail=0; for m in $(MODULES); do \
 		echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; \
 	done; exit $$fail
+
+## bench: a fresh all-in-one pinned to CPU 0, chatbench pinned to CPU 1, every scenario
+bench:
+	bash bench/run.sh
 
 tidy:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natschat/chat/services/gateway"
+	"github.com/natschat/chat/shared/natstest"
+)
+
+// startGateway serves a real gateway, with an embedded nats-server, on a
+// random loopback port and returns its base URL.
+func startGateway(t *testing.T) string {
+	t.Helper()
+	s := natstest.Start(t)
+	var cfg gateway.Config
+	if err := envconfig.Process("CHATBENCH_TEST_DEFAULTS", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.URL = s.ClientURL()
+	cfg.Rate, cfg.Burst = 1e6, 1e6
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gateway.Serve(ctx, cfg, nc, ln, quietLogger()) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway stopped with %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("gateway did not stop within 15s")
+		}
+	})
+	base := "http://" + ln.Addr().String()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not ready within 10s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestBench(t *testing.T, base string) *bench {
+	t.Helper()
+	ws, err := websocketBase(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bench{wsBase: ws, tag: runTag(), log: quietLogger(), window: 64, dialers: 8, drainMax: 3 * time.Second}
+}
+
+var small = traffic{rooms: 2, subs: 4, pubs: 2, rate: 100, duration: time.Second}
+
+func TestNoLossAgainstGateway(t *testing.T) {
+	b := newTestBench(t, startGateway(t))
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		t    traffic
+	}{
+		{"paced", small},
+		{"window-bound", traffic{rooms: 1, subs: 3, pubs: 1, duration: 500 * time.Millisecond}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.runTraffic(ctx, "T", tt.t)
+			if r.failed() {
+				t.Fatalf("problems: %v", r.Problems)
+			}
+			wantConns := tt.t.rooms * (tt.t.subs + tt.t.pubs)
+			if r.Conns != wantConns || r.Sent == 0 {
+				t.Fatalf("got %d conns and %d sent, want %d conns and some sent", r.Conns, r.Sent, wantConns)
+			}
+			perMsg := int64(tt.t.subs + tt.t.pubs)
+			if r.Expected != r.Sent*perMsg || r.Delivered != r.Expected || r.Lost != 0 || r.Dups != 0 {
+				t.Errorf("got sent %d, expected %d, delivered %d, lost %d, dups %d; want every message to every member once",
+					r.Sent, r.Expected, r.Delivered, r.Lost, r.Dups)
+			}
+			if r.Lat.n != uint64(r.Delivered) || r.Lat.quantile(0.5) <= 0 {
+				t.Errorf("got %d latency samples, p50 %v; want one per delivery", r.Lat.n, r.Lat.quantile(0.5))
+			}
+		})
+	}
+}
+
+func TestDroppedDeliveriesAreReportedAsLost(t *testing.T) {
+	base := startGateway(t)
+	proxy := startDroppingProxy(t, base, 10)
+	b := newTestBench(t, proxy)
+
+	r := b.runTraffic(context.Background(), "T", small)
+	if !r.failed() {
+		t.Fatal("a relay dropping every 10th message was reported as a success")
+	}
+	frac := float64(r.Lost) / float64(r.Expected)
+	if frac < 0.08 || frac > 0.12 {
+		t.Errorf("got %d of %d lost (%.1f%%), want about 10%%", r.Lost, r.Expected, 100*frac)
+	}
+	if !strings.Contains(strings.Join(r.Problems, "\n"), "deliveries lost") {
+		t.Errorf("problems %q do not mention lost deliveries", r.Problems)
+	}
+
+	// The command exits non-zero and says so in its table.
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"-url", proxy, "-scenario", "custom", "-subs", "3", "-rate", "100", "-duration", "500ms", "-drain", "2s"}, &out, &errOut)
+	if err == nil {
+		t.Fatalf("run succeeded through a lossy relay; output:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "FAIL") {
+		t.Errorf("table does not flag the failure:\n%s", out.String())
+	}
+}
+
+func TestRefusesNonLoopback(t *testing.T) {
+	for _, url := range []string{"http://example.com:8080", "http://10.0.0.1:8080", "http://0.0.0.0:8080"} {
+		if err := run(context.Background(), []string{"-url", url}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("-url %s: got %v, want a loopback error", url, err)
+		}
+	}
+}
+
+func TestParseText(t *testing.T) {
+	frame := appendFrame(nil, 12, 345, 1700000000123456789)
+	i := bytes.Index(frame, textMarker)
+	pub, n, ts, ok := parseText(frame[i+len(textMarker):])
+	if !ok || pub != 12 || n != 345 || ts != 1700000000123456789 {
+		t.Errorf("got %d %d %d %v from %s", pub, n, ts, ok, frame)
+	}
+	for _, bad := range []string{``, `1|2`, `1|2|3`, `a|2|3"`, `|2|3"`, `1|2|3x"`} {
+		if _, _, _, ok := parseText([]byte(bad)); ok {
+			t.Errorf("parseText(%q) accepted", bad)
+		}
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Millisecond)
+	}
+	for _, tt := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {1, time.Second}} {
+		got := h.quantile(tt.q)
+		if got < tt.want || float64(got) > 1.02*float64(tt.want) {
+			t.Errorf("quantile(%v) = %v, want %v within 2%%", tt.q, got, tt.want)
+		}
+	}
+}
+
+// startDroppingProxy relays WebSockets to the gateway at base and drops every
+// nth message frame going to the clients (history and error frames pass).
+func startDroppingProxy(t *testing.T, base string, nth int) string {
+	t.Helper()
+	upstream, err := websocketBase(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		down, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer down.CloseNow()
+		up, _, err := websocket.Dial(r.Context(), upstream+r.URL.Path, nil)
+		if err != nil {
+			down.Close(websocket.StatusInternalError, "upstream: "+err.Error())
+			return
+		}
+		defer up.CloseNow()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			defer cancel()
+			relay(ctx, up, down, func([]byte) bool { return false })
+		}()
+		var count atomic.Int64
+		relay(ctx, down, up, func(f []byte) bool {
+			return bytes.HasPrefix(f, messagePrefix) && count.Add(1)%int64(nth) == 0
+		})
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// relay copies frames read from src to dst, skipping those drop selects,
+// until either side fails or ctx is done.
+func relay(ctx context.Context, dst, src *websocket.Conn, drop func([]byte) bool) {
+	for {
+		typ, data, err := src.Read(ctx)
+		if err != nil {
+			return
+		}
+		if drop(data) {
+			continue
+		}
+		if err := dst.Write(ctx, typ, data); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,251 @@
+// Command chatbench is the chat's load generator. It opens WebSocket clients
+// against a running gateway on this machine, publishes messages that carry
+// their send time and a unique id, and reports per scenario deliveries,
+// losses, duplicates, latency percentiles and the CPU and memory of both
+// itself and the server. See README.md.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line flags.
+type options struct {
+	url, natsURL string
+	scenarios    string
+	serverPID    int
+	verbose      bool
+
+	connRate float64
+	window   int
+	dialers  int
+	drainMax time.Duration
+	// scale multiplies every scenario duration (0.1 for a smoke run).
+	scale float64
+
+	// custom scenario
+	rooms, subs, pubs int
+	rate              float64
+	duration          time.Duration
+
+	idleConns, idleRooms int
+
+	s4 ceiling
+
+	s6Rate     float64
+	s6Duration time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "gateway base URL (loopback only)")
+	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS URL of the stack, for S6 (loopback only)")
+	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all, custom, or a comma-separated list of S1..S6")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the server process, to report its CPU and memory from /proc")
+	fs.BoolVar(&o.verbose, "v", false, "log debug details")
+	fs.Float64Var(&o.connRate, "conn-rate", 0, "the gateway's per-connection frame rate (GATEWAY_RATE) when it is limited: faster publishers are spread over more connections; 0: limits are raised")
+	fs.IntVar(&o.window, "window", 256, "unechoed messages a publisher may have in flight when -rate is 0")
+	fs.IntVar(&o.dialers, "dialers", 64, "connections opened at once")
+	fs.DurationVar(&o.drainMax, "drain", 10*time.Second, "longest wait for the last deliveries after publishing")
+	fs.Float64Var(&o.scale, "scale", 1, "multiply every scenario duration by this (0.2 for a quick look)")
+	fs.IntVar(&o.rooms, "rooms", 1, "custom: rooms")
+	fs.IntVar(&o.subs, "subs", 10, "custom: listening members per room")
+	fs.IntVar(&o.pubs, "pubs", 1, "custom: publishing members per room")
+	fs.Float64Var(&o.rate, "rate", 100, "custom: messages per second of each publisher (0: as fast as -window allows)")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "custom: how long to publish")
+	fs.IntVar(&o.idleConns, "idle-conns", 10_000, "S5: idle connections")
+	fs.IntVar(&o.idleRooms, "idle-rooms", 100, "S5: rooms the idle connections are spread over")
+	fs.IntVar(&o.s4.subs, "s4-subs", 200, "S4: listening members")
+	fs.IntVar(&o.s4.pubs, "s4-pubs", 4, "S4: publishing connections sharing the rate")
+	fs.Float64Var(&o.s4.start, "s4-start", 500, "S4: messages per second of the first step")
+	fs.Float64Var(&o.s4.factor, "s4-factor", 1.5, "S4: rate multiplier between steps")
+	fs.IntVar(&o.s4.steps, "s4-steps", 12, "S4: most steps")
+	fs.DurationVar(&o.s4.step, "s4-step", 4*time.Second, "S4: duration of a step")
+	fs.DurationVar(&o.s4.maxP99, "s4-p99", 50*time.Millisecond, "S4: p99 above which a step is not held")
+	fs.Float64Var(&o.s6Rate, "s6-rate", 10_000, "S6: messages per second published on NATS")
+	fs.DurationVar(&o.s6Duration, "s6-duration", 3*time.Second, "S6: how long to publish")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.window < 1 || o.dialers < 1 || o.scale <= 0 || o.s4.pubs < 1 || o.s4.factor <= 1 || o.idleRooms < 1 {
+		return o, errors.New("-window, -dialers, -s4-pubs and -idle-rooms must be at least 1, -scale above 0 and -s4-factor above 1")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	wsBase, err := websocketBase(o.url)
+	if err != nil {
+		return err
+	}
+	if err := requireLoopback(o.natsURL); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	list, err := scenarioList(o.scenarios)
+	if err != nil {
+		return err
+	}
+	b := &bench{
+		wsBase:    wsBase,
+		natsURL:   o.natsURL,
+		serverPID: o.serverPID,
+		tag:       runTag(),
+		log:       log,
+		connRate:  o.connRate,
+		window:    o.window,
+		dialers:   o.dialers,
+		drainMax:  o.drainMax,
+	}
+	fmt.Fprintf(stdout, "chatbench against %s: chatbench on CPU(s) %s (GOMAXPROCS %d)", o.url, cpusOf(0), runtime.GOMAXPROCS(0))
+	if o.serverPID > 0 {
+		fmt.Fprintf(stdout, ", server pid %d on CPU(s) %s", o.serverPID, cpusOf(o.serverPID))
+	}
+	fmt.Fprintln(stdout)
+
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.scale) }
+	var results []*result
+	for _, name := range list {
+		if ctx.Err() != nil {
+			break
+		}
+		var r *result
+		switch name {
+		case "S1":
+			r = b.runTraffic(ctx, "S1", traffic{rooms: 1, subs: 100, pubs: 1, rate: 1000, duration: scale(10 * time.Second)})
+			r.Target = verdict(!r.failed() && r.Lat.quantile(0.99) < 5*time.Millisecond, "0 lost, p99<5ms")
+		case "S2":
+			r = b.runTraffic(ctx, "S2", traffic{rooms: 1, subs: 1000, pubs: 1, rate: 100, duration: scale(10 * time.Second)})
+			r.Target = verdict(!r.failed() && r.Lat.quantile(0.99) < 30*time.Millisecond, "0 lost, p99<30ms")
+		case "S3":
+			r = b.runTraffic(ctx, "S3", traffic{rooms: 100, pubs: 10, rate: 1, duration: scale(10 * time.Second)})
+		case "S4":
+			c := o.s4
+			c.step = scale(c.step)
+			r = b.runCeiling(ctx, c)
+		case "S5":
+			r = b.runIdle(ctx, o.idleConns, o.idleRooms, 2*time.Second)
+		case "S6":
+			r = b.runHistory(ctx, o.s6Rate, scale(o.s6Duration), 30*time.Second)
+		case "custom":
+			t := traffic{rooms: o.rooms, subs: o.subs, pubs: o.pubs, rate: o.rate, duration: o.duration}
+			r = b.runTraffic(ctx, "custom", t)
+		}
+		log.Info("scenario done", "scenario", r.Name, "delivered", r.Delivered, "lost", r.Lost, "p99", r.Lat.quantile(0.99), "failed", r.failed())
+		results = append(results, r)
+	}
+	fmt.Fprintln(stdout)
+	printTable(stdout, results)
+	failed := 0
+	for _, r := range results {
+		if r.failed() {
+			failed++
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: %w", err)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d scenarios failed (lost, duplicated or refused messages, or connection errors)", failed, len(results))
+	}
+	return nil
+}
+
+func scenarioList(s string) ([]string, error) {
+	if s == "all" {
+		return []string{"S1", "S2", "S3", "S4", "S5", "S6"}, nil
+	}
+	var list []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.ToUpper(strings.TrimSpace(name))
+		switch name {
+		case "S1", "S2", "S3", "S4", "S5", "S6":
+		case "CUSTOM":
+			name = "custom"
+		default:
+			return nil, fmt.Errorf("unknown scenario %q: use all, custom or S1..S6", name)
+		}
+		list = append(list, name)
+	}
+	return list, nil
+}
+
+// websocketBase turns the gateway URL into the ws:// base of its sockets,
+// refusing anything but this machine: the tool is a load generator.
+func websocketBase(raw string) (string, error) {
+	if err := requireLoopback(raw); err != nil {
+		return "", err
+	}
+	u, _ := url.Parse(raw)
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("-url %q: scheme must be http or https", raw)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+func requireLoopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("parse %q: %w", raw, err)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q is not a loopback address: chatbench only loads servers on this machine", raw)
+}
+
+// runTag names this run's rooms, so a run never sees another's messages.
+func runTag() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return "b" + hex.EncodeToString(b[:])
+}
