@@ -79,7 +79,9 @@ func newMember(r *roomState, user string, pub *publisher) *member {
 
 // dial opens the member's WebSocket and starts reading it.
 func (m *member) dial(ctx context.Context, wsBase string) error {
-	url := wsBase + "/ws/chat/" + m.room.name + "/" + m.user
+	// batch=1: the gateway may put several frames, one per line, in one
+	// WebSocket message when a client is behind.
+	url := wsBase + "/ws/chat/" + m.room.name + "/" + m.user + "?batch=1"
 	conn, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", url, err)
@@ -107,7 +109,17 @@ func (m *member) readLoop() {
 			m.readErr = err
 			return
 		}
-		m.handle(buf.Bytes(), time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		data := buf.Bytes()
+		for len(data) > 0 {
+			line := data
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				line, data = data[:i], data[i+1:]
+			} else {
+				data = nil
+			}
+			m.handle(line, now)
+		}
 	}
 }
 

@@ -176,7 +176,7 @@ func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64,
 	}()
 	pending := cons.CachedInfo().NumPending
 	for pending > 0 {
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
@@ -210,7 +210,7 @@ func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64,
 			return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
 		}
 		if got == 0 {
-			return nil, 0, fmt.Errorf("read room %s from stream: no message within 2s, %d pending", room, pending)
+			return nil, 0, fmt.Errorf("read room %s from stream: no message within 5s, %d pending", room, pending)
 		}
 	}
 	if keep > 0 && len(msgs) > keep {

@@ -6,23 +6,38 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
-// client is one browser WebSocket in a room. The room pushes shared frames
-// into queue without ever blocking; a client whose queue is full is too slow
-// and is disconnected instead of stalling the room.
+// client is one browser WebSocket in a room. The room queues shared frames
+// without ever blocking; a client whose queue is full is too slow and is
+// disconnected instead of stalling the room.
+//
+// An idle client costs its reader goroutine and nothing else: the writer
+// goroutine runs only while frames are queued, and the queue is released
+// when it empties.
 type client struct {
 	conn *websocket.Conn
 	room string
 	user string
+	// batch: the client accepts several frames in one WebSocket message,
+	// separated by newlines, so a client that fell behind catches up with
+	// one write instead of one per frame.
+	batch        bool
+	maxQueue     int
+	writeTimeout time.Duration
 
-	queue chan []byte
 	// joining and pending are guarded by the room's mutex: while joining,
 	// live frames wait in pending until the backlog is written.
 	joining bool
 	pending [][]byte
+
+	mu      sync.Mutex
+	queue   [][]byte // frames not yet taken by the writer
+	writing bool     // a writer goroutine is running
+	gone    bool
 
 	// slow counts clients dropped for a full queue.
 	slow prometheus.Counter
@@ -30,29 +45,31 @@ type client struct {
 	limiter *rate.Limiter
 	// commands bounds the bot requests in flight for this client.
 	commands chan struct{}
+	// publishing bounds the client's messages stored asynchronously and not
+	// yet acknowledged by JetStream; acks (guarded by mu) are their futures,
+	// awaited in order by a goroutine that runs only while there are some.
+	publishing chan struct{}
+	acks       []pendingAck
+	awaiting   bool
 
+	// cancel ends the client's background work (commands, backlog reads).
+	cancel    context.CancelFunc
 	closeOnce sync.Once
-	gone      chan struct{} // closed when the client starts closing
 	closed    chan struct{} // closed when the close handshake is over
 }
 
-func newClient(conn *websocket.Conn, room, user string, queueLen int, limiter *rate.Limiter, slow prometheus.Counter) *client {
-	return &client{
-		slow:     slow,
-		conn:     conn,
-		room:     room,
-		user:     user,
-		queue:    make(chan []byte, queueLen),
-		limiter:  limiter,
-		commands: make(chan struct{}, 2),
-		gone:     make(chan struct{}),
-		closed:   make(chan struct{}),
-	}
+// pendingAck is a message sent to JetStream, not yet acknowledged.
+type pendingAck struct {
+	future   jetstream.PubAckFuture
+	clientID string
 }
 
 // maxPending bounds the live frames held for a client while its backlog is
 // written; a client that cannot catch up with that is too slow for the room.
 const maxPending = 4096
+
+// maxBatch bounds the bytes of one batched WebSocket message.
+const maxBatch = 64 << 10
 
 // push queues a room frame. Called with the room's mutex held.
 func (c *client) push(frame []byte) {
@@ -69,17 +86,30 @@ func (c *client) push(frame []byte) {
 
 // send queues a frame without blocking; a full queue disconnects the client.
 func (c *client) send(frame []byte) {
-	select {
-	case c.queue <- frame:
-	default:
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.maxQueue {
+		c.mu.Unlock()
 		c.dropSlow()
+		return
+	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 }
 
 func (c *client) dropSlow() {
-	select {
-	case <-c.gone:
-	default:
+	c.mu.Lock()
+	gone := c.gone
+	c.mu.Unlock()
+	if !gone {
 		c.slow.Inc()
 		c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
 	}
@@ -89,7 +119,13 @@ func (c *client) dropSlow() {
 // for the peer, and callers hold locks. The first code and reason win.
 func (c *client) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
-		close(c.gone)
+		c.mu.Lock()
+		c.gone = true
+		c.queue = nil
+		c.mu.Unlock()
+		if c.cancel != nil {
+			c.cancel()
+		}
 		go func() {
 			defer close(c.closed)
 			c.conn.Close(code, reason)
@@ -97,20 +133,68 @@ func (c *client) close(code websocket.StatusCode, reason string) {
 	})
 }
 
-// writeLoop writes queued frames until the client is gone or a write fails.
-func (c *client) writeLoop(timeout time.Duration) {
+// writeLoop writes what is queued and exits when the queue is empty.
+func (c *client) writeLoop() {
+	var spare [][]byte
+	var buf []byte
 	for {
-		select {
-		case f := <-c.queue:
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			err := c.conn.Write(ctx, websocket.MessageText, f)
-			cancel()
-			if err != nil {
-				c.close(websocket.StatusPolicyViolation, "write failed")
-				return
-			}
-		case <-c.gone:
+		c.mu.Lock()
+		frames := c.queue
+		if len(frames) == 0 || c.gone {
+			c.writing = false
+			c.queue = nil // an idle client holds no queue
+			c.mu.Unlock()
 			return
 		}
+		c.queue = spare[:0]
+		c.mu.Unlock()
+
+		var err error
+		if c.batch {
+			buf, err = c.writeBatched(frames, buf)
+		} else {
+			for _, f := range frames {
+				if err = c.write(f); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			c.close(websocket.StatusPolicyViolation, "write failed")
+			return
+		}
+		clear(frames)
+		spare = frames
 	}
+}
+
+// writeBatched joins frames with newlines into messages of up to maxBatch
+// bytes: one write, and one system call, for many frames.
+func (c *client) writeBatched(frames [][]byte, buf []byte) ([]byte, error) {
+	for len(frames) > 0 {
+		if len(frames) == 1 || len(frames[0]) >= maxBatch {
+			if err := c.write(frames[0]); err != nil {
+				return buf, err
+			}
+			frames = frames[1:]
+			continue
+		}
+		buf = append(buf[:0], frames[0]...)
+		n := 1
+		for ; n < len(frames) && len(buf)+1+len(frames[n]) <= maxBatch; n++ {
+			buf = append(buf, '\n')
+			buf = append(buf, frames[n]...)
+		}
+		if err := c.write(buf); err != nil {
+			return buf, err
+		}
+		frames = frames[n:]
+	}
+	return buf, nil
+}
+
+func (c *client) write(frame []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.writeTimeout)
+	defer cancel()
+	return c.conn.Write(ctx, websocket.MessageText, frame)
 }

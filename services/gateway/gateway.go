@@ -141,7 +141,10 @@ type Gateway struct {
 // While NATS is unreachable it retries until ctx is done.
 func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
 	cfg.ID = cfg.instance()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(16384),
+	)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}

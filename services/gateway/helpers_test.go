@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -156,6 +157,7 @@ func (c *wsClient) say(text, clientID string) {
 func (c *wsClient) next(typ string) map[string]any {
 	c.t.Helper()
 	deadline := time.After(10 * time.Second)
+	var skipped []string
 	for {
 		select {
 		case f, ok := <-c.frames:
@@ -165,8 +167,11 @@ func (c *wsClient) next(typ string) map[string]any {
 			if f["type"] == typ {
 				return f
 			}
+			if f["type"] == "error" {
+				skipped = append(skipped, fmt.Sprint(f))
+			}
 		case <-deadline:
-			c.t.Fatalf("no %q frame within 10s", typ)
+			c.t.Fatalf("no %q frame within 10s; error frames meanwhile: %v", typ, skipped)
 		}
 	}
 }

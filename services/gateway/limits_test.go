@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -186,4 +187,71 @@ func TestStalledReaderDisconnected(t *testing.T) {
 	if got := metric(t, base, "chat_gateway_messages_out_total"); got != n {
 		t.Errorf("messages out metric = %v, want %d", got, n)
 	}
+}
+
+// TestStoreFailureReported: when JetStream cannot store a message, the
+// sender gets an error frame naming the message, and the socket stays open.
+func TestStoreFailureReported(t *testing.T) {
+	s := natstest.Start(t)
+	base := startGateway(t, s, func(c *Config) { c.PublishTimeout = time.Second })
+	c := dial(t, base, "/ws/chat/lobby/alice")
+	c.next("history")
+	nc := natstest.Connect(t, s)
+	if _, err := nc.Request("$JS.API.STREAM.DELETE.CHAT", nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.say("lost?", "c-9")
+	f := c.next("error")
+	if f["code"] != "unavailable" || f["client_id"] != "c-9" {
+		t.Errorf("got %v", f)
+	}
+}
+
+// TestBatchedFrames: a client that asks for batches gets, when it falls
+// behind, several newline-separated frames per WebSocket message, and
+// every frame once, in order.
+func TestBatchedFrames(t *testing.T) {
+	s := natstest.Start(t)
+	base := startGateway(t, s, func(c *Config) { c.SendQueue = 4096 })
+	nc := natstest.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws/chat/lobby/alice?batch=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+	const n = 2000
+	for i := range n {
+		nc.Publish(chat.RoomSubject("lobby"), []byte(fmt.Sprintf(`{"text":"%d"}`, i)))
+	}
+	nc.Flush()
+	next, messages, maxPerMessage := 0, 0, 0
+	for next < n {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("after %d frames: %v", next, err)
+		}
+		messages++
+		frames := strings.Split(string(data), "\n")
+		maxPerMessage = max(maxPerMessage, len(frames))
+		for _, raw := range frames {
+			var f map[string]any
+			if err := json.Unmarshal([]byte(raw), &f); err != nil {
+				t.Fatalf("bad frame %q: %v", raw, err)
+			}
+			if f["type"] != "message" {
+				continue
+			}
+			if f["text"] != fmt.Sprint(next) {
+				t.Fatalf("got %v, want %d", f["text"], next)
+			}
+			next++
+		}
+	}
+	if maxPerMessage < 2 {
+		t.Errorf("%d messages for %d frames: never batched", messages, n)
+	}
+	t.Logf("%d frames in %d WebSocket messages, up to %d per message", n, messages, maxPerMessage)
 }

@@ -25,6 +25,9 @@ import (
 // (4,000 four-byte characters, escaped), so only abuse reaches it.
 const maxFrame = 64 << 10
 
+// publishWindow bounds a client's messages awaiting JetStream's ack.
+const publishWindow = 64
+
 // maxViolations is how many rate-limited frames in a row a client may send
 // before it is treated as abusive and disconnected.
 const maxViolations = 100
@@ -52,30 +55,35 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxFrame)
 
-	c := newClient(conn, room, user, g.cfg.SendQueue, rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst), g.metrics.slowClients)
+	c := &client{
+		conn:         conn,
+		room:         room,
+		user:         user,
+		batch:        r.URL.Query().Get("batch") == "1",
+		maxQueue:     g.cfg.SendQueue,
+		writeTimeout: g.cfg.WriteTimeout,
+		slow:         g.metrics.slowClients,
+		limiter:      rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
+		commands:     make(chan struct{}, 2),
+		publishing:   make(chan struct{}, publishWindow),
+		closed:       make(chan struct{}),
+	}
+	// ctx ends the client's background work (commands, backlog reads) when
+	// it goes. Reads do not use it: a cancelled read context would drop the
+	// connection before the close frame is sent.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.cancel = cancel
 	if !g.track(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
 	defer g.untrack(c)
 	log := g.log.With("room", room, "user", user)
-
 	defer func() {
 		// Give the close handshake its time before CloseNow runs.
 		c.close(websocket.StatusNormalClosure, "")
 		<-c.closed
-	}()
-	// ctx ends the client's background work (commands, backlog reads) when
-	// it goes. Reads do not use it: a cancelled read context would drop the
-	// connection before the close frame is sent.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-c.gone:
-		case <-ctx.Done():
-		}
-		cancel()
 	}()
 
 	rm, err := g.hub.acquire(ctx, room)
@@ -97,12 +105,11 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// the send queue takes over: neither fits a bounded queue.
 	for frames := [][]byte{first}; len(frames) > 0; frames = rm.takePending(c) {
 		for _, f := range frames {
-			if err := g.write(c, f); err != nil {
+			if err := c.write(f); err != nil {
 				return
 			}
 		}
 	}
-	go c.writeLoop(g.cfg.WriteTimeout)
 	log.Debug("client joined", "since", since, "up_to", upTo)
 
 	g.readLoop(ctx, c)
@@ -112,12 +119,6 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) fail(c *client, code, message, clientID string) {
 	g.metrics.errors.WithLabelValues(code).Inc()
 	c.send(encodeError(code, message, clientID))
-}
-
-func (g *Gateway) write(c *client, frame []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.WriteTimeout)
-	defer cancel()
-	return c.conn.Write(ctx, websocket.MessageText, frame)
 }
 
 // joinBacklog builds the first frame of a connection: the newest messages,
@@ -217,14 +218,53 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f inFrame) {
 		// client_id: JetStream's de-duplication keeps it one message.
 		opts = append(opts, jetstream.WithMsgID(requestID(c.room, c.user, f.ClientID)))
 	}
-	pctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
-	defer cancel()
-	_, err := g.js.PublishMsg(pctx, msg, opts...)
-	if err == nil {
-		g.metrics.messagesIn.Inc()
-	} else {
+	// Asynchronously, within a window: a client sending fast is not held
+	// to one JetStream round trip per message, and a client sending faster
+	// than JetStream stores waits here, reading nothing more meanwhile.
+	select {
+	case c.publishing <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	future, err := g.js.PublishMsgAsync(msg, opts...)
+	if err != nil {
+		<-c.publishing
 		g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
 		g.fail(c, codeUnavailable, "message not sent: chat storage unavailable, try again", f.ClientID)
+		return
+	}
+	c.mu.Lock()
+	c.acks = append(c.acks, pendingAck{future: future, clientID: f.ClientID})
+	start := !c.awaiting
+	c.awaiting = true
+	c.mu.Unlock()
+	if start {
+		go g.awaitAcks(c)
+	}
+}
+
+// awaitAcks reports the outcome of c's messages in the order they were
+// sent, and exits when none is left.
+func (g *Gateway) awaitAcks(c *client) {
+	for {
+		c.mu.Lock()
+		if len(c.acks) == 0 {
+			c.awaiting = false
+			c.acks = nil
+			c.mu.Unlock()
+			return
+		}
+		p := c.acks[0]
+		c.acks = c.acks[1:]
+		c.mu.Unlock()
+		select {
+		case <-p.future.Ok():
+			g.metrics.messagesIn.Inc()
+		case err := <-p.future.Err():
+			g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
+			g.fail(c, codeUnavailable, "message not sent: chat storage unavailable, try again", p.clientID)
+		}
+		<-c.publishing
 	}
 }
 

@@ -37,8 +37,10 @@ let helpId = "";
 function connect() {
   setStatus("connecting", "connecting…");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const since = lastSeq ? `?since=${lastSeq}` : "";
-  ws = new WebSocket(`${scheme}://${location.host}/ws/chat/${encodeURIComponent(roomName)}/${encodeURIComponent(userName)}${since}`);
+  // batch=1: under load the server may put several frames, one per line,
+  // in one WebSocket message.
+  const since = lastSeq ? `&since=${lastSeq}` : "";
+  ws = new WebSocket(`${scheme}://${location.host}/ws/chat/${encodeURIComponent(roomName)}/${encodeURIComponent(userName)}?batch=1${since}`);
   ws.addEventListener("open", () => {
     retry = 0;
     setStatus("online", "online");
@@ -50,7 +52,9 @@ function connect() {
       send({ type: "message", text: "/help", client_id: helpId });
     }
   });
-  ws.addEventListener("message", (e) => onFrame(JSON.parse(e.data)));
+  ws.addEventListener("message", (e) => {
+    for (const line of e.data.split("\n")) onFrame(JSON.parse(line));
+  });
   ws.addEventListener("close", (e) => {
     if (leaving) return;
     const delay = Math.min(15000, 500 * 2 ** retry++) * (0.75 + Math.random() / 2);
