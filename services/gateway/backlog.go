@@ -205,8 +205,11 @@ func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64,
 				msgs = append(msgs[:0], msgs[keep:]...)
 			}
 		}
+		// Stopping early cancels the rest of the fetch: only a failure of
+		// the caller's context is an error then.
 		cancel()
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
+			(!errors.Is(err, context.Canceled) || ctx.Err() != nil) {
 			return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
 		}
 		if got == 0 {

@@ -222,6 +222,9 @@ func TestBatchedFrames(t *testing.T) {
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(1 << 20)
+	if _, data, err := conn.Read(ctx); err != nil || !strings.HasPrefix(string(data), `{"type":"history"`) {
+		t.Fatalf("first message %q, %v; want the history frame", data, err)
+	}
 	const n = 2000
 	for i := range n {
 		nc.Publish(chat.RoomSubject("lobby"), []byte(fmt.Sprintf(`{"text":"%d"}`, i)))

@@ -47,12 +47,11 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		since, resume = n, true
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 	if err != nil {
 		g.log.Info("websocket refused", "room", room, "user", user, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
-	defer conn.CloseNow()
 	conn.SetReadLimit(maxFrame)
 
 	c := &client{
@@ -68,37 +67,30 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		publishing:   make(chan struct{}, publishWindow),
 		closed:       make(chan struct{}),
 	}
-	// ctx ends the client's background work (commands, backlog reads) when
-	// it goes. Reads do not use it: a cancelled read context would drop the
-	// connection before the close frame is sent.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c.cancel = cancel
 	if !g.track(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	defer g.untrack(c)
+	// ctx ends the client's background work (commands, backlog reads) when
+	// it goes. Reads do not use it: a cancelled read context would drop the
+	// connection before the close frame is sent.
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
 	log := g.log.With("room", room, "user", user)
-	defer func() {
-		// Give the close handshake its time before CloseNow runs.
-		c.close(websocket.StatusNormalClosure, "")
-		<-c.closed
-	}()
 
 	rm, err := g.hub.acquire(ctx, room)
 	if err != nil {
 		log.Error("join room", "err", err)
 		c.close(websocket.StatusInternalError, "chat unavailable, try again")
+		g.endClient(c, nil)
 		return
 	}
-	defer g.hub.release(rm, c)
 	upTo := rm.join(c)
-
 	first, err := g.joinBacklog(ctx, room, since, upTo, resume)
 	if err != nil {
 		log.Error("backlog on join", "err", err)
 		c.close(websocket.StatusInternalError, "history unavailable, try again")
+		g.endClient(c, rm)
 		return
 	}
 	// The backlog, then what arrived live meanwhile, written here before
@@ -106,13 +98,34 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	for frames := [][]byte{first}; len(frames) > 0; frames = rm.takePending(c) {
 		for _, f := range frames {
 			if err := c.write(f); err != nil {
+				g.endClient(c, rm)
 				return
 			}
 		}
 	}
 	log.Debug("client joined", "since", since, "up_to", upTo)
 
-	g.readLoop(ctx, c)
+	// The connection is hijacked, so this handler may return. Its goroutine
+	// grew a deep stack joining the room; a fresh one for the rest of the
+	// connection's life keeps an idle client small, and the request is
+	// freed.
+	go func() {
+		defer g.endClient(c, rm)
+		g.readLoop(ctx, c)
+	}()
+}
+
+// endClient closes c (waiting for the close handshake), takes it out of its
+// room and releases the connection.
+func (g *Gateway) endClient(c *client, rm *room) {
+	c.close(websocket.StatusNormalClosure, "")
+	<-c.closed
+	if rm != nil {
+		g.hub.release(rm, c)
+	}
+	c.cancel()
+	g.untrack(c)
+	c.conn.CloseNow()
 }
 
 // fail sends c an error frame.

@@ -1,0 +1,37 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+)
+
+// smallBuffers hands coder/websocket a hijacked connection with 1 KiB read
+// and write buffers instead of net/http's 4 KiB ones, which the library
+// would otherwise keep for the life of every connection. Chat frames are
+// small; a larger read or write goes around the buffer, and batched writes
+// amortise the extra system call.
+type smallBuffers struct {
+	http.ResponseWriter
+}
+
+const connBufferSize = 1 << 10
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		// What the client sent right after its upgrade request.
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, connBufferSize), bufio.NewWriterSize(conn, connBufferSize)), nil
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
