@@ -45,14 +45,15 @@ func (h *hub) acquire(ctx context.Context, name string) (*room, error) {
 	r, ok := h.rooms[name]
 	if !ok {
 		r = &room{
-			name:    name,
-			hub:     h,
-			started: make(chan struct{}),
-			resync:  make(chan struct{}, 1),
-			clients: make(map[*client]struct{}),
-			local:   make(map[string]int),
-			remote:  make(map[string]*remoteGateway),
-			online:  []string{},
+			name:          name,
+			hub:           h,
+			started:       make(chan struct{}),
+			resync:        make(chan struct{}, 1),
+			presenceDirty: make(chan struct{}, 1),
+			clients:       make(map[*client]struct{}),
+			local:         make(map[string]int),
+			remote:        make(map[string]*remoteGateway),
+			online:        []string{},
 		}
 		h.rooms[name] = r
 		go r.start(h.feedBuffer)
@@ -130,8 +131,11 @@ type room struct {
 	feed     chan *nats.Msg
 	presSub  *nats.Subscription
 	presence chan *nats.Msg
-	resync   chan struct{}
-	done     chan struct{}
+	// presenceDirty asks the room goroutine to tell clients about a change
+	// of the online list.
+	presenceDirty chan struct{}
+	resync        chan struct{}
+	done          chan struct{}
 
 	mu      sync.Mutex
 	last    uint64 // the newest sequence delivered to clients
@@ -165,7 +169,7 @@ func (r *room) start(buffer int) {
 		r.startErr = err
 		return
 	}
-	r.presence = make(chan *nats.Msg, 256)
+	r.presence = make(chan *nats.Msg, 4096)
 	presSub, err := r.hub.nc.ChanSubscribe(chat.PresenceSubject(r.name), r.presence)
 	if err != nil {
 		_ = sub.Unsubscribe()
@@ -194,8 +198,16 @@ func (r *room) run() {
 	r.publishPresence(chat.PresenceSync, "", nil)
 	tick := time.NewTicker(r.hub.presenceEvery)
 	defer tick.Stop()
+	var flush <-chan time.Time // set while a presence broadcast is scheduled
 	for {
 		select {
+		case <-r.presenceDirty:
+			if flush == nil {
+				flush = time.After(presenceCoalesce)
+			}
+		case <-flush:
+			flush = nil
+			r.broadcastPresence()
 		case m := <-r.feed:
 			r.handle(m)
 		case m := <-r.presence:
@@ -307,7 +319,7 @@ func (r *room) join(c *client) uint64 {
 	r.clients[c] = struct{}{}
 	r.local[c.user]++
 	first := r.local[c.user] == 1
-	c.push(r.presenceFrameLocked())
+	c.push(r.presenceFrameLocked(c.user))
 	r.presenceChangedLocked()
 	last := r.last
 	r.mu.Unlock()

@@ -113,8 +113,25 @@ func (r *room) onlineLocked() []string {
 	return users
 }
 
-// presenceChangedLocked tells every client when the online list changed.
+// presenceCoalesce is how long presence changes gather before clients are
+// told: a thousand people joining a room make a few presence frames, not a
+// thousand frames to each of them.
+const presenceCoalesce = 200 * time.Millisecond
+
+// presenceChangedLocked schedules telling the clients about a change of the
+// online list; the room goroutine does it after presenceCoalesce.
 func (r *room) presenceChangedLocked() {
+	select {
+	case r.presenceDirty <- struct{}{}:
+	default: // already scheduled
+	}
+}
+
+// broadcastPresence tells every client how the online list changed since
+// they were last told. Runs on the room goroutine.
+func (r *room) broadcastPresence() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	now := r.onlineLocked()
 	if slices.Equal(now, r.online) {
 		return
@@ -137,7 +154,14 @@ func (r *room) presenceChangedLocked() {
 	}
 }
 
-// presenceFrameLocked is the current online list, for a joining client.
-func (r *room) presenceFrameLocked() []byte {
-	return mustJSON(presenceFrame{Type: framePresence, Users: r.online})
+// presenceFrameLocked is the online list for a client joining as user: what
+// the others were last told, and the joiner. The next broadcast then tells
+// the joiner exactly what it has not seen.
+func (r *room) presenceFrameLocked(user string) []byte {
+	users := r.online
+	if _, found := slices.BinarySearch(users, user); !found {
+		users = slices.Insert(slices.Clone(users), 0, user)
+		slices.Sort(users)
+	}
+	return mustJSON(presenceFrame{Type: framePresence, Users: users})
 }
