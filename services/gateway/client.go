@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,9 +24,8 @@ type client struct {
 	// batch: the client accepts several frames in one WebSocket message,
 	// separated by newlines, so a client that fell behind catches up with
 	// one write instead of one per frame.
-	batch        bool
-	maxQueue     int
-	writeTimeout time.Duration
+	batch    bool
+	maxQueue int
 
 	// joining and pending are guarded by the room's mutex: while joining,
 	// live frames wait in pending until the backlog is written.
@@ -193,8 +191,8 @@ func (c *client) writeBatched(frames [][]byte, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
+// write writes one WebSocket message. Its time limit is the connection's
+// write deadline (see deadlineConn), not a context.
 func (c *client) write(frame []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.writeTimeout)
-	defer cancel()
-	return c.conn.Write(ctx, websocket.MessageText, frame)
+	return c.conn.Write(context.Background(), websocket.MessageText, frame)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 )
 
 // smallBuffers hands coder/websocket a hijacked connection with 1 KiB read
@@ -13,8 +14,13 @@ import (
 // would otherwise keep for the life of every connection. Chat frames are
 // small; a larger read or write goes around the buffer, and batched writes
 // amortise the extra system call.
+//
+// Every write on the connection also gets a deadline, so the gateway can
+// write with a plain context: a context with a timeout per frame costs a
+// timer and several allocations per delivery.
 type smallBuffers struct {
 	http.ResponseWriter
+	writeTimeout time.Duration
 }
 
 const connBufferSize = 1 << 10
@@ -24,6 +30,7 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	conn = deadlineConn{Conn: conn, timeout: w.writeTimeout}
 	var r io.Reader = conn
 	if n := brw.Reader.Buffered(); n > 0 {
 		// What the client sent right after its upgrade request.
@@ -31,6 +38,19 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
 	}
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, connBufferSize), bufio.NewWriterSize(conn, connBufferSize)), nil
+}
+
+// deadlineConn sets a write deadline before every write.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 // Unwrap lets http.ResponseController reach the real writer.

@@ -47,7 +47,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		since, resume = n, true
 	}
-	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+	conn, err := websocket.Accept(smallBuffers{w, g.cfg.WriteTimeout}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 	if err != nil {
 		g.log.Info("websocket refused", "room", room, "user", user, "origin", r.Header.Get("Origin"), "err", err)
 		return
@@ -55,17 +55,16 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(maxFrame)
 
 	c := &client{
-		conn:         conn,
-		room:         room,
-		user:         user,
-		batch:        r.URL.Query().Get("batch") == "1",
-		maxQueue:     g.cfg.SendQueue,
-		writeTimeout: g.cfg.WriteTimeout,
-		slow:         g.metrics.slowClients,
-		limiter:      rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
-		commands:     make(chan struct{}, 2),
-		publishing:   make(chan struct{}, publishWindow),
-		closed:       make(chan struct{}),
+		conn:       conn,
+		room:       room,
+		user:       user,
+		batch:      r.URL.Query().Get("batch") == "1",
+		maxQueue:   g.cfg.SendQueue,
+		slow:       g.metrics.slowClients,
+		limiter:    rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
+		commands:   make(chan struct{}, 2),
+		publishing: make(chan struct{}, publishWindow),
+		closed:     make(chan struct{}),
 	}
 	if !g.track(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
