@@ -312,10 +312,16 @@ func screenshot(t *testing.T, ctx context.Context, name string, width, height in
 	if len(png) < 1000 {
 		t.Fatalf("screenshot %s is empty", name)
 	}
-	dir := filepath.Join("..", "..", "docs", "screenshots")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	// The images in docs/ are refreshed on demand only, so that a test run
+	// does not change the tree.
+	dir := t.TempDir()
+	if os.Getenv("UPDATE_SCREENSHOTS") != "" {
+		dir = filepath.Join("..", "..", "docs", "screenshots")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
+	defer t.Logf("screenshot %s saved in %s", name, dir)
 	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
