@@ -136,6 +136,10 @@ type room struct {
 	presenceDirty chan struct{}
 	resync        chan struct{}
 	done          chan struct{}
+	// behind is set when a stream read failed: feed messages are left to
+	// the catch-up, retried every retryWait. Room goroutine only.
+	behind    bool
+	retryWait time.Duration
 
 	mu      sync.Mutex
 	last    uint64 // the newest sequence delivered to clients
@@ -232,11 +236,17 @@ func (r *room) handle(m *nats.Msg) {
 	}
 	prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
 	last := r.lastDelivered()
-	if seq <= last {
+	if seq <= last || r.behind {
+		// Delivered already, or a stream read failed and the retry will
+		// deliver this message, which is stored, in order with the rest.
 		return
 	}
 	if prev > last {
-		r.fill(last+1, prev)
+		if err := r.fill(last+1, prev); err != nil {
+			// Delivering m now would skip the gap for good.
+			r.retryLater(err)
+			return
+		}
 	}
 	arrival, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 	if err != nil {
@@ -260,21 +270,43 @@ func (r *room) catchUp() {
 	defer cancel()
 	newest, err := r.hub.backlog.lastSeq(ctx, r.name)
 	if err != nil {
-		r.hub.log.Warn("resync room", "room", r.name, "err", err)
+		r.retryLater(err)
 		return
 	}
 	if last := r.lastDelivered(); newest > last {
-		r.fill(last+1, newest)
+		if err := r.fill(last+1, newest); err != nil {
+			r.retryLater(err)
+			return
+		}
 	}
+	if r.behind {
+		r.hub.log.Info("room caught up from the stream", "room", r.name)
+	}
+	r.behind, r.retryWait = false, 0
 }
 
-func (r *room) fill(from, to uint64) {
+// retryLater marks the room behind the stream after a failed read (NATS
+// reconnecting, a JetStream leader election) and schedules a catch-up, with
+// backoff. Runs on the room goroutine.
+func (r *room) retryLater(err error) {
+	r.behind = true
+	r.retryWait = min(max(2*r.retryWait, 250*time.Millisecond), 5*time.Second)
+	r.hub.log.Warn("room behind the stream, retrying", "room", r.name, "in", r.retryWait, "err", err)
+	time.AfterFunc(r.retryWait, func() {
+		select {
+		case r.resync <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// fill delivers the messages with from <= seq <= to from the stream.
+func (r *room) fill(from, to uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	msgs, _, err := r.hub.backlog.streamRange(ctx, r.name, from, to, 0)
 	if err != nil {
-		r.hub.log.Error("fill gap from stream", "room", r.name, "from", from, "to", to, "err", err)
-		return
+		return fmt.Errorf("fill gap %d-%d: %w", from, to, err)
 	}
 	r.hub.metrics.gapFills.Inc()
 	r.hub.log.Debug("filled gap from stream", "room", r.name, "from", from, "to", to, "messages", len(msgs))
@@ -282,6 +314,7 @@ func (r *room) fill(from, to uint64) {
 		r.deliver(m)
 	}
 	r.advance(to)
+	return nil
 }
 
 func (r *room) deliver(m chat.Message) {

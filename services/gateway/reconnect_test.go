@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"fmt"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -45,4 +48,79 @@ func TestCatchUpAfterNATSReconnect(t *testing.T) {
 			t.Fatalf("got %v, want m%d", f["text"], i)
 		}
 	}
+}
+
+// TestCatchUpRetriesWhileJetStreamIsDown: messages stored while the
+// gateway was away, then a server without JetStream when it comes back: the
+// catch-up fails, the gateway keeps what it delivered and retries, and once
+// JetStream is back the missed messages arrive in order, none skipped.
+func TestCatchUpRetriesWhileJetStreamIsDown(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	a := startServerAt(t, dir, port, true)
+	base := startGateway(t, a, nil)
+	c := dial(t, base, "/ws/chat/lobby/alice")
+	c.next("history")
+	nc := natstest.Connect(t, a)
+	publishN(t, nc, "lobby", 0, 3)
+	for range 3 {
+		c.next("message")
+	}
+	disconnectGateway(t, a)
+	publishN(t, nc, "lobby", 3, 5) // stored, missed live
+	a.Shutdown()
+	a.WaitForShutdown()
+
+	b := startServerAt(t, dir, port, false) // no JetStream: catching up fails
+	time.Sleep(3 * time.Second)             // reconnect and a few failed retries
+	b.Shutdown()
+	b.WaitForShutdown()
+
+	startServerAt(t, dir, port, true)
+	for i := 3; i < 8; i++ {
+		if f := c.next("message"); f["text"] != fmt.Sprintf("m%d", i) {
+			t.Fatalf("got %v, want m%d", f["text"], i)
+		}
+	}
+}
+
+func startServerAt(t *testing.T, dir string, port int, jetStream bool) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: jetStream, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func disconnectGateway(t *testing.T, s *server.Server) {
+	t.Helper()
+	connz, err := s.Connz(&server.ConnzOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ci := range connz.Conns {
+		if ci.Name == gatewayClientName {
+			if err := s.DisconnectClientByID(ci.Cid); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("gateway connection not found")
 }
