@@ -1,23 +1,22 @@
-# One image per service, built from the repository root so that shared/ and
-# web/ are in the context:
+# One small static image per service, built from the repository root so that
+# shared/, web/ and deploy/ are in the context:
 #   docker build --build-arg SERVICE=gateway -t chat-gateway .
-# SERVICE is one of: gateway, history, bot, sms-worker, allinone.
+# (make images builds all of them.) SERVICE is one of: gateway, history, bot,
+# sms-worker, allinone. The binary is built by deploy/gobuild.sh, as the
+# deploy tests build the processes they run.
 FROM golang:1.26 AS build
 ARG SERVICE=gateway
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    case "$SERVICE" in \
-      gateway)    pkg=./services/gateway/cmd/gateway ;; \
-      history)    pkg=./services/history/cmd/history ;; \
-      bot)        pkg=./services/bot/cmd/bot ;; \
-      sms-worker) pkg=./services/smsworker/cmd/sms-worker ;; \
-      allinone)   pkg=./services/allinone ;; \
-      *) echo "unknown SERVICE $SERVICE" >&2; exit 1 ;; \
-    esac && \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/service "$pkg"
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    sh deploy/gobuild.sh "$SERVICE" /out && \
+    sh deploy/gobuild.sh healthprobe /out && \
+    mv "/out/$SERVICE" /out/service
 
+# Distroless static: no shell, no package manager, a non-root user (65532).
+# Health checks run /healthprobe <url>.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/service /service
+COPY --from=build /out/healthprobe /healthprobe
 USER nonroot:nonroot
 ENTRYPOINT ["/service"]

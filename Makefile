@@ -6,7 +6,7 @@ MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
 BINARIES := gateway history bot sms-worker allinone
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test vet tidy clean bench
+.PHONY: all build run test vet tidy clean bench images cluster-test
 
 all: build
 
@@ -34,6 +34,17 @@ test: vet
 	@fail=0; for m in $(MODULES); do \
 		echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || fail=1; \
 	done; exit $$fail
+
+## images: one container image per service, chat-<service> (needs a Docker engine)
+SERVICES := gateway history bot sms-worker
+images:
+	@for s in $(SERVICES); do \
+		docker build --build-arg SERVICE=$$s -t chat-$$s . || exit 1; \
+	done
+
+## cluster-test: the production topology as processes (3-node NATS cluster, Postgres from TEST_DATABASE_URL)
+cluster-test:
+	cd deploy && $(GO) test -race -count=1 -run 'TestCluster' -v .
 
 ## bench: a fresh all-in-one pinned to CPU 0, chatbench pinned to CPU 1, every scenario
 bench:

@@ -59,7 +59,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, log)
+	m := newMetrics()
+	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, m.handler(), log)
 	if err != nil {
 		return err
 	}
@@ -85,6 +86,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	b := newBot(js, log)
+	b.metrics = m
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "bot",
 		Version:     "1.0.0",
@@ -122,6 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 type bot struct {
 	js       jetstream.JetStream
 	log      *slog.Logger
+	metrics  *metrics // nil: not counted
 	clock    func() time.Time
 	commands []command
 	byName   map[string]*command
@@ -170,6 +173,7 @@ func (b *bot) handle(ctx context.Context, data []byte) chat.BotReply {
 	if err == nil {
 		notice, err = b.run(ctx, &req)
 	}
+	b.metrics.observe(b.byName[req.name] != nil, req.name, err)
 	var r *refusal
 	switch {
 	case err == nil && req.name == "help":

@@ -65,8 +65,8 @@ func (h *health) ready() error {
 	return nil
 }
 
-// serveAdmin serves /healthz and /readyz on ln until ctx is done.
-func serveAdmin(ctx context.Context, g *errgroup.Group, ln net.Listener, h *health, shutdownTimeout time.Duration) {
+// serveAdmin serves /healthz, /readyz and /metrics on ln until ctx is done.
+func serveAdmin(ctx context.Context, g *errgroup.Group, ln net.Listener, h *health, metrics http.Handler, shutdownTimeout time.Duration) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -78,6 +78,7 @@ func serveAdmin(ctx context.Context, g *errgroup.Group, ln net.Listener, h *heal
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.Handle("GET /metrics", metrics)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -29,6 +29,7 @@ type consumer struct {
 	cons      jetstream.Consumer
 	st        *store.Store
 	h         *health
+	metrics   *metrics
 	log       *slog.Logger
 	batchSize int
 	fetchWait time.Duration
@@ -41,9 +42,9 @@ type consumer struct {
 	bad         atomic.Int64 // payloads refused
 }
 
-func newConsumer(cons jetstream.Consumer, st *store.Store, h *health, cfg Config, log *slog.Logger) *consumer {
+func newConsumer(cons jetstream.Consumer, st *store.Store, h *health, m *metrics, cfg Config, log *slog.Logger) *consumer {
 	return &consumer{
-		cons: cons, st: st, h: h, log: log,
+		cons: cons, st: st, h: h, metrics: m, log: log,
 		batchSize:    cfg.BatchSize,
 		fetchWait:    cfg.FetchWait,
 		writeTimeout: cfg.AckWait / 2,
@@ -107,15 +108,22 @@ func collect(b jetstream.MessageBatch) []jetstream.Msg {
 func (c *consumer) handle(ctx context.Context, msgs []jetstream.Msg) {
 	good := make([]chat.Message, 0, len(msgs))
 	goodMsgs := make([]jetstream.Msg, 0, len(msgs))
-	for _, m := range msgs {
+	c.metrics.batchSize.Observe(float64(len(msgs)))
+	for i, m := range msgs {
 		meta, err := m.Metadata()
 		if err != nil {
 			c.log.Warn("message without jetstream metadata", "subject", m.Subject(), "err", err)
 			continue
 		}
+		if i == len(msgs)-1 {
+			// What the consumer still holds after this batch: how far
+			// the database is behind the stream.
+			c.metrics.lag.Set(float64(meta.NumPending))
+		}
 		seq := meta.Sequence.Stream
 		parsed, err := parse(m, meta)
 		if err != nil {
+			c.metrics.bad.Inc()
 			c.bad.Add(1)
 			c.log.Warn("bad chat message not stored", "subject", m.Subject(), "seq", seq, "err", err)
 			if err := m.TermWithReason("bad payload"); err != nil {
@@ -174,11 +182,14 @@ func (c *consumer) save(ctx context.Context, good []chat.Message, msgs []jetstre
 		c.lastDBCheck = time.Now()
 		if err == nil {
 			c.stored.Add(int64(n))
+			c.metrics.stored.Add(float64(n))
+			c.metrics.duplicates.Add(float64(len(good) - n))
 			if attempt > 1 {
 				c.log.Info("database back, batch stored", "attempts", attempt, "messages", len(good))
 			}
 			return true
 		}
+		c.metrics.storeErrors.Inc()
 		c.log.Warn("store batch failed, retrying", "err", err, "attempt", attempt, "retry_in", backoff, "messages", len(good))
 		if ctx.Err() != nil || !sleep(ctx, backoff) {
 			for _, m := range msgs {

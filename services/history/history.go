@@ -77,6 +77,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("history config: %w", err)
 	}
 	h := &health{}
+	m := newMetrics()
 	g, ctx := errgroup.WithContext(ctx)
 	if cfg.AdminAddr != "" {
 		// Listen before anything slow, so a taken port fails at once.
@@ -85,13 +86,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("admin listen: %w", err)
 		}
 		log.Info("admin listening", "addr", ln.Addr().String())
-		serveAdmin(ctx, g, ln, h, cfg.ShutdownTimeout)
+		serveAdmin(ctx, g, ln, h, m.handler(), cfg.ShutdownTimeout)
 	}
-	g.Go(func() error { return run(ctx, cfg, h, log) })
+	g.Go(func() error { return run(ctx, cfg, h, m, log) })
 	return g.Wait()
 }
 
-func run(ctx context.Context, cfg Config, h *health, log *slog.Logger) error {
+func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logger) error {
 	nc, err := natsconn.Connect(cfg.Config, "history", log)
 	if err != nil {
 		return err
@@ -123,7 +124,7 @@ func run(ctx context.Context, cfg Config, h *health, log *slog.Logger) error {
 		nc.Close()
 		return err
 	}
-	c := newConsumer(cons, st, h, cfg, log)
+	c := newConsumer(cons, st, h, m, cfg, log)
 	h.setStarted()
 	log.Info("history started", "batch_size", cfg.BatchSize)
 

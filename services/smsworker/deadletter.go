@@ -75,6 +75,7 @@ func (w *worker) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		_ = msg.NakWithDelay(w.backoff(md.NumDelivered))
 		return
 	}
+	w.metrics.dead.WithLabelValues(cause).Inc()
 	log.Warn("sms task dead-lettered", "cause", cause, "reason", reason)
 	if err := msg.TermWithReason(cause); err != nil {
 		log.Warn("terminate sms task", "err", err)
@@ -127,6 +128,7 @@ func (w *worker) abandoned(ctx context.Context, data []byte) {
 		log.Error("abandoned sms task not dead-lettered", "err", err)
 		return
 	}
+	w.metrics.dead.WithLabelValues(causeAbandoned).Inc()
 	log.Warn("sms task dead-lettered", "cause", causeAbandoned, "reason", reason)
 	w.remove(ctx, adv.StreamSeq, log)
 }

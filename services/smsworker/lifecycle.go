@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// startAdmin serves /healthz (the process is up) and /readyz (ready reports
-// true) on addr, for orchestrators. An empty addr serves nothing. The
-// returned function shuts the server down.
-func startAdmin(addr string, ready func() bool, log *slog.Logger) (stop func(), err error) {
+// startAdmin serves /healthz (the process is up), /readyz (ready reports
+// true) and /metrics on addr, for orchestrators and Prometheus. An empty
+// addr serves nothing. The returned function shuts the server down.
+func startAdmin(addr string, ready func() bool, metrics http.Handler, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -30,6 +30,7 @@ func startAdmin(addr string, ready func() bool, log *slog.Logger) (stop func(), 
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.Handle("GET /metrics", metrics)
 	// Listen first so a taken port fails the start, not a goroutine later.
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

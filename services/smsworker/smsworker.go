@@ -103,7 +103,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 		return err
 	}
 	defer nc.Close()
-	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, log)
+	m := newMetrics()
+	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, m.handler(), log)
 	if err != nil {
 		return err
 	}
@@ -117,6 +118,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 		return err
 	}
 	w.sender = o.sender
+	w.metrics = m
 
 	// A queue group: one worker handles each advisory.
 	// Drained with the connection.

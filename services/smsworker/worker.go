@@ -22,13 +22,14 @@ const fetchWait = time.Second
 
 // worker pulls SMS tasks from the shared durable consumer and sends them.
 type worker struct {
-	cfg    Config
-	js     jetstream.JetStream
-	sms    jetstream.Stream
-	cons   jetstream.Consumer
-	sent   jetstream.KeyValue // task id -> time sent, so a task is sent once
-	sender Sender
-	log    *slog.Logger
+	cfg     Config
+	js      jetstream.JetStream
+	sms     jetstream.Stream
+	cons    jetstream.Consumer
+	sent    jetstream.KeyValue // task id -> time sent, so a task is sent once
+	sender  Sender
+	metrics *metrics
+	log     *slog.Logger
 }
 
 // serve pulls and processes tasks, at most cfg.Concurrency at a time, until
@@ -124,6 +125,7 @@ func (w *worker) process(msg jetstream.Msg) {
 		w.deadLetter(ctx, msg, md, causeFailed, fmt.Sprintf("%v (delivery %d of %d)", err, md.NumDelivered, w.cfg.MaxDeliver), log)
 	default:
 		delay := w.backoff(md.NumDelivered)
+		w.metrics.retried.Inc()
 		log.Warn("sms task failed, will retry", "err", err, "retry_in", delay.String())
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("nak sms task", "err", err)
@@ -137,14 +139,17 @@ func (w *worker) deliver(ctx context.Context, task chat.SMSTask, log *slog.Logge
 	_, err := w.sent.Get(ctx, task.ID)
 	switch {
 	case err == nil:
+		w.metrics.skipped.Inc()
 		log.Info("sms already sent, not sending again")
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		sendCtx, cancel := context.WithTimeout(ctx, w.cfg.SendTimeout)
 		err := w.sender.Send(sendCtx, task)
 		cancel()
 		if err != nil {
+			w.metrics.failures.Inc()
 			return fmt.Errorf("send: %w", err)
 		}
+		w.metrics.sent.Inc()
 		// Create, not Put: if another worker recorded it meanwhile (a
 		// delivery that outlived its AckWait), both went out already.
 		stamp := []byte(time.Now().UTC().Format(time.RFC3339Nano))

@@ -1,0 +1,530 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+// node is one nats-server of the three-node cluster.
+type node struct {
+	name                     string
+	client, cluster, monitor int
+	store                    string
+}
+
+// nodeArgs is the nats-server command line of n: deploy's cluster
+// configuration with addresses and ports overridden by flags. The README's
+// production section shows it with the default ports (TestReadmeProduction).
+func nodeArgs(conf string, n node, all []node) []string {
+	routes := make([]string, len(all))
+	for i, o := range all {
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.cluster)
+	}
+	return []string{"-c", conf, "-a", "127.0.0.1", "-p", itoa(n.client), "-m", itoa(n.monitor),
+		"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.cluster), "--routes", strings.Join(routes, ",")}
+}
+
+// stack is the whole chat as separate processes on loopback.
+type stack struct {
+	t        *testing.T
+	bin, log string
+	nodes    []node
+	servers  []*proc
+	dbURL    string
+}
+
+func (s *stack) natsURL(i int) string { return fmt.Sprintf("nats://127.0.0.1:%d", s.nodes[i].client) }
+
+// startCluster runs three nats-server processes from nats-cluster.conf and
+// waits until JetStream has a meta leader on every node.
+func (s *stack) startCluster() {
+	t := s.t
+	conf, err := filepath.Abs("nats-cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		s.nodes = append(s.nodes, node{
+			name: fmt.Sprintf("nats-%d", i+1), client: freePort(t), cluster: freePort(t), monitor: freePort(t),
+			store: filepath.Join(t.TempDir(), "js"),
+		})
+	}
+	for _, n := range s.nodes {
+		env := append(passwordEnv(), "NATS_SERVER_NAME="+n.name, "NATS_STORE_DIR="+n.store)
+		s.servers = append(s.servers, start(t, s.log, n.name, filepath.Join(s.bin, "nats-server"), env, nodeArgs(conf, n, s.nodes)...))
+	}
+	for i, n := range s.nodes {
+		waitReady(t, s.servers[i], fmt.Sprintf("http://127.0.0.1:%d/healthz", n.monitor), 60*time.Second)
+	}
+}
+
+// metaLeader is the index of the node leading the JetStream meta layer.
+func (s *stack) metaLeader() int {
+	t := s.t
+	var leader string
+	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
+		var jsz struct {
+			Meta struct {
+				Leader string `json:"leader"`
+			} `json:"meta_cluster"`
+		}
+		body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/jsz", s.nodes[0].monitor))
+		if err := json.Unmarshal([]byte(body), &jsz); err != nil {
+			t.Fatalf("jsz: %v", err)
+		}
+		leader = jsz.Meta.Leader
+		return leader != ""
+	})
+	for i, n := range s.nodes {
+		if n.name == leader {
+			return i
+		}
+	}
+	t.Fatalf("meta leader %q is none of the nodes", leader)
+	return -1
+}
+
+// startService runs one service binary as its own NATS user, connected to
+// node, with its HTTP (gateway) or admin server on a fresh port.
+func (s *stack) startService(svc service, id string, nodeIndex int, extra ...string) (*proc, string) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
+	p := svc.prefix
+	env := []string{
+		p + "_NATS_URL=" + s.natsURL(nodeIndex),
+		p + "_NATS_USER=" + svc.user,
+		p + "_NATS_PASSWORD=" + password(svc.user),
+		p + "_REPLICAS=3",
+		p + "_LOG_FORMAT=json",
+		svc.httpAddr + "=" + addr,
+	}
+	env = append(env, extra...)
+	proc := start(s.t, s.log, id, filepath.Join(s.bin, svc.name), env)
+	return proc, addr
+}
+
+// testDatabase creates a randomly named Postgres database for the test on
+// the server of TEST_DATABASE_URL and drops it afterwards.
+func testDatabase(t *testing.T) (dbURL string, db *sql.DB) {
+	t.Helper()
+	admin := os.Getenv("TEST_DATABASE_URL")
+	if admin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TEST_DATABASE_URL is not set; CI must provide Postgres")
+		}
+		t.Skip("TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): skipping the cluster test")
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("TEST_DATABASE_URL: %v", err)
+	}
+	adminDB := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(admin)))
+	t.Cleanup(func() { adminDB.Close() })
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "deploy_test_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := adminDB.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := adminDB.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	db = sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(u.String())))
+	t.Cleanup(func() { db.Close() })
+	return u.String(), db
+}
+
+func queryInt(t *testing.T, db *sql.DB, query string, args ...any) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var n int
+	if err := db.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
+		if strings.Contains(err.Error(), "does not exist") {
+			return -1 // history has not migrated yet
+		}
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// violation matches a refusal in the server's log ("Publish Violation",
+// "Subscription Violation") and in a client's ("Permissions Violation").
+var violation = regexp.MustCompile(`(?i)(permissions|publish|subscription) violation`)
+
+// TestCluster runs the production topology on loopback: a three-node NATS
+// cluster from deploy/nats-cluster.conf with R3 streams, Postgres, and two
+// of each service as separate processes, every one on its own NATS user.
+// Browsers on both gateways chat while a NATS node and then a gateway are
+// killed; every message is stored once, every command answered once, every
+// SMS sent once, and no client misses a message.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the cluster test starts 11 processes; skipped with -short")
+	}
+	dbURL, db := testDatabase(t)
+	s := &stack{t: t, bin: binaries(t), log: t.TempDir(), dbURL: dbURL}
+	if dir := os.Getenv("DEPLOY_TEST_LOGS"); dir != "" {
+		s.log = dir // keep the process logs
+	}
+	started := time.Now()
+	s.startCluster()
+	t.Logf("cluster of 3 up in %v", time.Since(started).Round(time.Millisecond))
+
+	// The node that will be killed is the JetStream meta leader, the
+	// hardest case: until the others elect a new one, no consumer can be
+	// created anywhere. One of each service is connected to it.
+	doomed := s.metaLeader()
+	other, third := (doomed+1)%3, (doomed+2)%3
+	t.Logf("%s is the meta leader", s.nodes[doomed].name)
+
+	gw, hist, bot, worker := services[0], services[1], services[2], services[3]
+	// Two of each, on different nodes. A service given one node learns the
+	// others from the cluster and reconnects to them by itself.
+	gw1, gw1Addr := s.startService(gw, "gateway-1", doomed, "GATEWAY_ID=gw1")
+	gw2, gw2Addr := s.startService(gw, "gateway-2", other, "GATEWAY_ID=gw2")
+	type admin struct {
+		p    *proc
+		addr string
+	}
+	var admins []admin
+	for i, spec := range []struct {
+		svc   service
+		id    string
+		node  int
+		extra []string
+	}{
+		{hist, "history-1", third, []string{"HISTORY_DATABASE_URL=" + dbURL, "HISTORY_ACK_WAIT=5s"}},
+		{hist, "history-2", doomed, []string{"HISTORY_DATABASE_URL=" + dbURL, "HISTORY_ACK_WAIT=5s"}},
+		{bot, "bot-1", other, nil},
+		{bot, "bot-2", third, nil},
+		{worker, "sms-worker-1", doomed, []string{"SMSWORKER_ACK_WAIT=5s"}},
+		{worker, "sms-worker-2", other, []string{"SMSWORKER_ACK_WAIT=5s"}},
+	} {
+		_ = i
+		p, addr := s.startService(spec.svc, spec.id, spec.node, spec.extra...)
+		admins = append(admins, admin{p, addr})
+	}
+	waitReady(t, gw1, "http://"+gw1Addr+"/readyz", 60*time.Second)
+	waitReady(t, gw2, "http://"+gw2Addr+"/readyz", 60*time.Second)
+	for _, a := range admins {
+		waitReady(t, a.p, "http://"+a.addr+"/readyz", 60*time.Second)
+	}
+	t.Logf("stack of 11 processes ready in %v", time.Since(started).Round(time.Millisecond))
+
+	ops := connectAdmin(t, s.natsURL(other))
+	js, err := jetstream.New(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"CHAT", "SMS", "SMS_DEAD", "KV_sms_sent"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := js.Stream(ctx, name)
+		cancel()
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("stream %s has %d replicas, want 3", name, r)
+		}
+	}
+
+	const room = "lobby"
+	alice := newChatClient(t, gw1Addr, room, "alice")
+	bob := newChatClient(t, gw2Addr, room, "bob")
+	clients := []*chatClient{alice, bob}
+	var wantTexts []string // every user message, by client_id = text
+	var mu sync.Mutex
+	say := func(c *chatClient, n int, tag string) {
+		for i := range n {
+			id := fmt.Sprintf("%s-%s-%d", c.user, tag, i)
+			c.say(id, id)
+			mu.Lock()
+			wantTexts = append(wantTexts, id)
+			mu.Unlock()
+		}
+	}
+	nows, smses := 0, []string{}
+	askTime := func(c *chatClient, id string) {
+		want := 1 + c.count(textHas(c.user+" asked for the time"))
+		c.command("/now", id, func() bool { return c.count(textHas(c.user+" asked for the time")) >= want })
+	}
+	sendSMS := func(c *chatClient, to, id string) {
+		c.command("/sms "+to, id, func() bool { return c.hasNotice(id) })
+	}
+	everyoneSees := func(what string, n int, match func(frame) bool) {
+		t.Helper()
+		for _, c := range clients {
+			deadline := time.Now().Add(45 * time.Second)
+			for c.count(match) < n {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s saw %d %s, want %d; seqs seen %v; stored %v", c.user, c.count(match), what, n, c.seqs(), storedSeqs(t, db, room))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	parallel := func(fs ...func()) {
+		var wg sync.WaitGroup
+		for _, f := range fs {
+			wg.Go(f)
+		}
+		wg.Wait()
+	}
+
+	// 1. Clients on both gateways chat; commands reach one of two bots.
+	phase := time.Now()
+	parallel(
+		func() { say(alice, 10, "a"); askTime(alice, "alice-now-1"); sendSMS(alice, "carol", "alice-sms-1") },
+		func() { say(bob, 10, "a"); askTime(bob, "bob-now-1"); sendSMS(bob, "dave", "bob-sms-1") },
+	)
+	nows += 2
+	smses = append(smses, "carol", "dave")
+	everyoneSees("user messages", 20, func(m frame) bool { return m.Kind == "user" })
+	everyoneSees("SMS confirmations", 2, textHas("An SMS has been sent to"))
+	t.Logf("chat on two gateways: %v", time.Since(phase).Round(time.Millisecond))
+
+	// 2. A NATS node dies during traffic: the gateway, history writer and
+	// worker connected to it move to the others; R3 streams lose nothing.
+	phase = time.Now()
+	killed := make(chan struct{})
+	parallel(
+		func() {
+			say(alice, 5, "b")
+			s.servers[doomed].kill(t)
+			close(killed)
+			say(alice, 10, "c")
+			askTime(alice, "alice-now-2")
+			sendSMS(alice, "erin", "alice-sms-2")
+		},
+		func() {
+			say(bob, 5, "b")
+			<-killed
+			say(bob, 10, "c")
+			askTime(bob, "bob-now-2")
+			sendSMS(bob, "frank", "bob-sms-2")
+		},
+	)
+	nows += 2
+	smses = append(smses, "erin", "frank")
+	everyoneSees("user messages", 50, func(m frame) bool { return m.Kind == "user" })
+	everyoneSees("SMS confirmations", 4, textHas("An SMS has been sent to"))
+	t.Logf("chat through the loss of %s: %v", s.nodes[doomed].name, time.Since(phase).Round(time.Millisecond))
+
+	// Every service serves Prometheus metrics; the workers' counters agree
+	// that each SMS went out once.
+	for _, m := range []struct{ addr, want string }{
+		{gw1Addr, "chat_gateway_connections 1"},
+		{gw2Addr, "chat_gateway_messages_in_total"},
+		{admins[0].addr, "chat_history_messages_stored_total"},
+		{admins[1].addr, "chat_history_batch_size_bucket"},
+		{admins[2].addr, "chat_bot_commands_total"},
+		{admins[3].addr, "chat_bot_commands_total"},
+		{admins[4].addr, "chat_sms_sent_total"},
+		{admins[5].addr, `chat_sms_dead_lettered_total{cause="failed"} 0`},
+	} {
+		if body := httpGet(t, "http://"+m.addr+"/metrics"); !strings.Contains(body, m.want) {
+			t.Errorf("%s/metrics lacks %s", m.addr, m.want)
+		}
+	}
+	if n := metricSum(t, "chat_sms_sent_total", admins[4].addr, admins[5].addr); n != len(smses) {
+		t.Errorf("the workers count %d SMS sent, want %d", n, len(smses))
+	}
+	if n := metricSum(t, `chat_bot_commands_total{command="sms",outcome="ok"}`, admins[2].addr, admins[3].addr); n != len(smses) {
+		t.Errorf("the bots count %d /sms answered, want %d", n, len(smses))
+	}
+
+	// 3. A gateway dies: its clients resume on the other one with ?since=
+	// and get what was said meanwhile, without a gap or a duplicate.
+	phase = time.Now()
+	gw1.kill(t)
+	select {
+	case <-alice.connClosed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice's WebSocket still open after her gateway was killed")
+	}
+	say(bob, 5, "d")
+	alice.connect(gw2Addr)
+	parallel(
+		func() { say(alice, 3, "e"); askTime(alice, "alice-now-3") },
+		func() { say(bob, 2, "e") },
+	)
+	nows++
+	everyoneSees("user messages", 60, func(m frame) bool { return m.Kind == "user" })
+	everyoneSees("time answers", nows, textHas("asked for the time"))
+	t.Logf("alice resumed on gateway-2: %v", time.Since(phase).Round(time.Millisecond))
+
+	// Everything is stored exactly once, and the clients saw exactly that.
+	total := len(wantTexts) + nows + len(smses)
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d rows in messages", total), func() bool {
+		return queryInt(t, db, "SELECT count(*) FROM messages WHERE room = $1", room) >= total
+	})
+	if n := queryInt(t, db, "SELECT count(*) FROM messages WHERE room = $1", room); n != total {
+		t.Errorf("%d rows stored, want %d", n, total)
+	}
+	for _, text := range wantTexts {
+		if n := queryInt(t, db, "SELECT count(*) FROM messages WHERE room = $1 AND client_id = $2 AND text = $3", room, text, text); n != 1 {
+			t.Errorf("message %s stored %d times, want once", text, n)
+		}
+	}
+	if n := queryInt(t, db, "SELECT count(*) FROM messages WHERE text LIKE '% asked for the time%'"); n != nows {
+		t.Errorf("%d /now answers stored, want %d (one per command)", n, nows)
+	}
+	for _, to := range smses {
+		if n := queryInt(t, db, "SELECT count(*) FROM messages WHERE text LIKE $1", "An SMS has been sent to "+to+" %"); n != 1 {
+			t.Errorf("%d confirmations of the SMS to %s, want 1", n, to)
+		}
+	}
+	stored := storedSeqs(t, db, room)
+	for _, c := range clients {
+		c.mu.Lock()
+		problems, resets := c.problems, c.resets
+		c.mu.Unlock()
+		if len(problems) > 0 || resets > 0 {
+			t.Errorf("%s: %d resets, problems %v", c.user, resets, problems)
+		}
+		if got := c.seqs(); !slices.Equal(got, stored) {
+			t.Errorf("%s saw seqs %v,\nthe database holds %v", c.user, got, stored)
+		}
+	}
+
+	// Each SMS was sent once, by one of the two workers.
+	sent := map[string]int{}
+	for _, a := range admins[4:] {
+		for _, line := range strings.Split(a.p.logText(), "\n") {
+			if strings.Contains(line, `"msg":"sms sent"`) {
+				for _, to := range smses {
+					if strings.Contains(line, `"to":"`+to+`"`) {
+						sent[to]++
+					}
+				}
+			}
+		}
+	}
+	for _, to := range smses {
+		if sent[to] != 1 {
+			t.Errorf("SMS to %s sent %d times, want once", to, sent[to])
+		}
+	}
+
+	// Every service ran on its own least-privilege user without a single
+	// refusal (the NATS logs name every permission violation).
+	for _, p := range append(append([]*proc{}, s.servers...), gw1, gw2) {
+		if v := violation.FindString(p.logText()); v != "" {
+			t.Errorf("%s logged a permission violation:\n%s", p.name, grepLines(p.logText(), violation))
+		}
+	}
+	for _, a := range admins {
+		if v := violation.FindString(a.p.logText()); v != "" {
+			t.Errorf("%s logged a permission violation:\n%s", a.p.name, grepLines(a.p.logText(), violation))
+		}
+	}
+
+	// Least privilege holds on the cluster: the gateway's user may not
+	// queue an SMS, and a service started with it gets nowhere.
+	t.Run("gateway credentials refused on sms_channel", func(t *testing.T) {
+		c := &conn{errs: make(chan error, 16)}
+		nc, err := nats.Connect(s.natsURL(other), nats.UserInfo("gateway", password("gateway")),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.errs <- err }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		c.Conn = nc
+		if err := nc.Publish("sms_channel", []byte(`{"id":"x","room":"lobby","from":"a","to":"b"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if !c.denied(t, "sms_channel") {
+			t.Fatal("the gateway's user published to sms_channel")
+		}
+		impostor, _ := s.startService(service{"bot", "BOT", "gateway", "BOT_ADMIN_ADDR", ""}, "bot-as-gateway", other)
+		waitFor(t, 30*time.Second, "a bot on the gateway's user to be refused", func() bool {
+			return violation.MatchString(impostor.logText())
+		})
+		impostor.kill(t)
+	})
+
+	t.Logf("whole scenario: %v", time.Since(started).Round(time.Millisecond))
+}
+
+// storedSeqs is the seqs of room in the database, in order.
+func storedSeqs(t *testing.T, db *sql.DB, room string) []uint64 {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), "SELECT seq FROM messages WHERE room = $1 ORDER BY seq", room)
+	if err != nil {
+		t.Fatalf("stored seqs: %v", err)
+	}
+	defer rows.Close()
+	var seqs []uint64
+	for rows.Next() {
+		var seq uint64
+		if err := rows.Scan(&seq); err != nil {
+			t.Fatalf("stored seqs: %v", err)
+		}
+		seqs = append(seqs, seq)
+	}
+	return seqs
+}
+
+// metricSum adds up the value of series over the services at addrs.
+func metricSum(t *testing.T, series string, addrs ...string) int {
+	t.Helper()
+	total := 0
+	for _, addr := range addrs {
+		for _, line := range strings.Split(httpGet(t, "http://"+addr+"/metrics"), "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
+				var n float64
+				fmt.Sscan(v, &n)
+				total += int(n)
+			}
+		}
+	}
+	return total
+}
+
+func grepLines(s string, re *regexp.Regexp) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if re.MatchString(line) {
+			out = append(out, line)
+			if len(out) == 5 {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// connectAdmin connects as the operators' user.
+func connectAdmin(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserInfo("admin", password("admin")), nats.Name("deploy-test"))
+	if err != nil {
+		t.Fatalf("connect as admin: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}

@@ -1,0 +1,291 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// frame is any frame the gateway sends (README, "WebSocket protocol").
+type frame struct {
+	Type     string  `json:"type"`
+	Room     string  `json:"room"`
+	Seq      uint64  `json:"seq"`
+	User     string  `json:"user"`
+	Text     string  `json:"text"`
+	Kind     string  `json:"kind"`
+	ClientID string  `json:"client_id"`
+	Messages []frame `json:"messages"`
+	Reset    bool    `json:"reset"`
+	Code     string  `json:"code"`
+	Message  string  `json:"message"`
+}
+
+// chatClient is a browser stand-in: one WebSocket at a time to a gateway.
+// Like the web page, it dials again by itself when the connection ends
+// (the gateway closes it with "try again" when it cannot serve the join,
+// or dies), resuming with ?since= after the last seq it got.
+type chatClient struct {
+	t          *testing.T
+	room, user string
+
+	mu       sync.Mutex
+	conn     *websocket.Conn
+	gateway  string // host:port
+	stopped  bool
+	msgs     []frame // every message, in the order received
+	last     uint64
+	acked    map[string]uint64 // client_id -> seq of the stored message
+	errors   map[string]string // client_id -> code of the last error frame
+	notices  map[string]string // client_id -> notice text
+	problems []string          // a duplicate or out-of-order seq
+	resets   int
+	closed   chan struct{} // closed when the current connection ends
+}
+
+func newChatClient(t *testing.T, gateway, room, user string) *chatClient {
+	c := &chatClient{t: t, room: room, user: user,
+		acked: map[string]uint64{}, errors: map[string]string{}, notices: map[string]string{}}
+	c.connect(gateway)
+	t.Cleanup(func() {
+		c.mu.Lock()
+		c.stopped = true
+		conn := c.conn
+		c.mu.Unlock()
+		conn.CloseNow()
+	})
+	return c
+}
+
+// connect moves the client to gateway: it dials until it is connected
+// there, resuming after the last seq it got.
+func (c *chatClient) connect(gateway string) {
+	c.t.Helper()
+	c.mu.Lock()
+	c.gateway = gateway
+	old := c.conn
+	c.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.dial(gateway, old)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: connect to %s: %v", c.user, gateway, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// dial opens a WebSocket to gateway and makes it the client's connection,
+// unless the connection is no longer old (another dial won).
+func (c *chatClient) dial(gateway string, old *websocket.Conn) error {
+	c.mu.Lock()
+	url := fmt.Sprintf("ws://%s/ws/chat/%s/%s", gateway, c.room, c.user)
+	if c.last > 0 {
+		url += fmt.Sprintf("?since=%d", c.last)
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		return err
+	}
+	conn.SetReadLimit(1 << 20)
+	closed := make(chan struct{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != old || c.stopped {
+		conn.CloseNow()
+		return nil
+	}
+	if old != nil {
+		old.CloseNow()
+	}
+	c.conn, c.gateway, c.closed = conn, gateway, closed
+	go c.read(conn, closed)
+	return nil
+}
+
+// redial reconnects after conn ended, to the client's gateway, until it
+// succeeds or the test moves the client elsewhere.
+func (c *chatClient) redial(conn *websocket.Conn) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		time.Sleep(wait)
+		c.mu.Lock()
+		gateway, current := c.gateway, c.conn == conn && !c.stopped
+		c.mu.Unlock()
+		if !current || c.dial(gateway, conn) == nil {
+			return
+		}
+	}
+}
+
+func (c *chatClient) read(conn *websocket.Conn, closed chan struct{}) {
+	defer func() {
+		close(closed)
+		go c.redial(conn)
+	}()
+	for {
+		_, data, err := conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.problem("bad frame %q: %v", data, err)
+			continue
+		}
+		switch f.Type {
+		case "history":
+			if f.Reset {
+				c.mu.Lock()
+				c.resets++
+				c.mu.Unlock()
+			}
+			for _, m := range f.Messages {
+				c.add(m)
+			}
+		case "message":
+			c.add(f)
+		case "error":
+			c.mu.Lock()
+			c.errors[f.ClientID] = f.Code
+			c.mu.Unlock()
+		case "notice":
+			c.mu.Lock()
+			c.notices[f.ClientID] = f.Text
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *chatClient) add(m frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.Seq <= c.last {
+		c.problems = append(c.problems, fmt.Sprintf("seq %d after %d (duplicate or out of order)", m.Seq, c.last))
+		return
+	}
+	c.last = m.Seq
+	c.msgs = append(c.msgs, m)
+	if m.ClientID != "" && m.User == c.user {
+		c.acked[m.ClientID] = m.Seq
+	}
+}
+
+func (c *chatClient) problem(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+func (c *chatClient) write(text, clientID string) {
+	c.mu.Lock()
+	conn := c.conn
+	delete(c.errors, clientID)
+	c.mu.Unlock()
+	data, _ := json.Marshal(map[string]string{"type": "message", "text": text, "client_id": clientID})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = conn.Write(ctx, websocket.MessageText, data) // a lost write is resent
+}
+
+// deliver sends text with clientID until done reports it went through, as
+// a browser does: an error frame or no answer within 10s means send again
+// with the same client_id, which the stack de-duplicates.
+func (c *chatClient) deliver(text, clientID string, done func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for attempt := 1; ; attempt++ {
+		c.write(text, clientID)
+		retryAt := time.Now().Add(10 * time.Second)
+		for {
+			if done() {
+				return
+			}
+			if time.Now().After(deadline) {
+				c.t.Errorf("%s: %q not done after %d attempts", c.user, text, attempt)
+				return
+			}
+			c.mu.Lock()
+			failed := c.errors[clientID] != ""
+			c.mu.Unlock()
+			if failed || time.Now().After(retryAt) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// Back off a little so an outage is not hammered.
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// say sends a chat message and waits for its stored copy (the ack).
+func (c *chatClient) say(text, clientID string) {
+	c.t.Helper()
+	c.deliver(text, clientID, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.acked[clientID] > 0
+	})
+}
+
+// command sends a command and waits until seen reports its effect.
+func (c *chatClient) command(text, clientID string, seen func() bool) {
+	c.t.Helper()
+	c.deliver(text, clientID, seen)
+}
+
+// count is how many received messages satisfy match.
+func (c *chatClient) count(match func(frame) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, m := range c.msgs {
+		if match(m) {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *chatClient) hasNotice(clientID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.notices[clientID] != ""
+}
+
+func (c *chatClient) seqs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]uint64, len(c.msgs))
+	for i, m := range c.msgs {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+func (c *chatClient) lastSeq() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+func (c *chatClient) connClosed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+func textHas(sub string) func(frame) bool {
+	return func(m frame) bool { return strings.Contains(m.Text, sub) }
+}
