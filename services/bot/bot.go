@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/natschat/chat/shared/admin"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
@@ -60,7 +61,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer nc.Close()
 	m := newMetrics()
-	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, m.handler(), log)
+	stopAdmin, err := admin.Start(cfg.AdminAddr, natsconn.Readiness(&ready, nc), m.handler(), log)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// would find no stream and the message would be lost.
 	opts := stream.Options{Replicas: cfg.Replicas}
 	for _, sc := range []jetstream.StreamConfig{stream.ChatConfig(opts), stream.SMSConfig(opts)} {
-		if err := retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
+		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
 			_, err := stream.Ensure(ctx, js, sc)
 			return err
 		}); err != nil {
@@ -117,7 +118,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := svc.Stop(); err != nil {
 		log.Warn("stop bot service", "err", err)
 	}
-	return drain(nc)
+	return natsconn.Drain(nc)
 }
 
 // bot holds what the commands need.

@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -148,8 +147,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	chatStream, err := retry(ctx, log, "ensure CHAT stream", func() (jetstream.Stream, error) {
-		return ensureChat(ctx, js, cfg.Replicas)
+	var chatStream jetstream.Stream
+	err = natsconn.Retry(ctx, log, "ensure CHAT stream", func(ctx context.Context) (err error) {
+		chatStream, err = ensureChat(ctx, js, cfg.Replicas)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -221,22 +222,4 @@ func (g *Gateway) untrack(c *client) {
 	delete(g.clients, c)
 	g.mu.Unlock()
 	g.conns.Done()
-}
-
-// retry calls f with backoff until it succeeds or ctx is done.
-func retry[T any](ctx context.Context, log *slog.Logger, what string, f func() (T, error)) (T, error) {
-	wait := 200 * time.Millisecond
-	for {
-		v, err := f()
-		if err == nil {
-			return v, nil
-		}
-		log.Warn(what+" failed, retrying", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return v, fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
 }

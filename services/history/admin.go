@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natschat/chat/shared/admin"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -67,20 +69,8 @@ func (h *health) ready() error {
 
 // serveAdmin serves /healthz, /readyz and /metrics on ln until ctx is done.
 func serveAdmin(ctx context.Context, g *errgroup.Group, ln net.Listener, h *health, metrics http.Handler, shutdownTimeout time.Duration) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := h.ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", metrics)
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           admin.Handler(h.ready, metrics),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natschat/chat/shared/admin"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
@@ -104,7 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 	}
 	defer nc.Close()
 	m := newMetrics()
-	stopAdmin, err := startAdmin(cfg.AdminAddr, func() bool { return ready.Load() && nc.IsConnected() }, m.handler(), log)
+	stopAdmin, err := admin.Start(cfg.AdminAddr, natsconn.Readiness(&ready, nc), m.handler(), log)
 	if err != nil {
 		return err
 	}
@@ -136,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 	w.serve(ctx)
 	ready.Store(false)
 	log.Info("sms worker stopped pulling, draining")
-	return drain(nc)
+	return natsconn.Drain(nc)
 }
 
 // setup creates (or updates) what the worker needs: the SMS and SMS_DEAD
@@ -150,7 +151,7 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 	w := &worker{cfg: cfg, js: js, log: log}
 	opts := stream.Options{Replicas: cfg.Replicas}
 	for _, sc := range []jetstream.StreamConfig{stream.SMSConfig(opts), deadConfig(cfg.Replicas), stream.ChatConfig(opts)} {
-		if err := retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
+		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
 			s, err := stream.Ensure(ctx, js, sc)
 			if sc.Name == stream.SMS {
 				w.sms = s
@@ -160,7 +161,7 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 			return nil, err
 		}
 	}
-	if err := retry(ctx, log, "ensure bucket "+sentBucket, func(ctx context.Context) (err error) {
+	if err := natsconn.Retry(ctx, log, "ensure bucket "+sentBucket, func(ctx context.Context) (err error) {
 		w.sent, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      sentBucket,
 			Description: "ids of sent SMS tasks, so a redelivered task is not sent twice",
@@ -172,7 +173,7 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 	}); err != nil {
 		return nil, err
 	}
-	if err := retry(ctx, log, "ensure consumer "+cfg.Consumer, func(ctx context.Context) (err error) {
+	if err := natsconn.Retry(ctx, log, "ensure consumer "+cfg.Consumer, func(ctx context.Context) (err error) {
 		w.cons, err = w.sms.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:     cfg.Consumer,
 			Description: "shared by every sms-worker instance",

@@ -3,12 +3,15 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
@@ -93,3 +96,52 @@ func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
+
+// Main is the whole main function of a service binary: it loads prefix's
+// configuration from the environment (-h prints it), builds the logger,
+// and runs run until SIGINT or SIGTERM. It exits 2 on a configuration
+// error and 1 when run fails.
+func Main[C interface {
+	Logger(io.Writer) (*slog.Logger, error)
+}](name, prefix string, run func(context.Context, C, *slog.Logger) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, prefix, os.Args[1:], os.Stdout, os.Stderr, run); err != nil {
+		stop()
+		var cfgErr configError
+		if errors.As(err, &cfgErr) {
+			// There may be no logger: say it plainly.
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			os.Exit(2)
+		}
+		os.Exit(1) // Run has logged it
+	}
+}
+
+// Run is Main without the process: testable, and usable by a binary that
+// composes several services.
+func Run[C interface {
+	Logger(io.Writer) (*slog.Logger, error)
+}](ctx context.Context, prefix string, args []string, stdout, stderr io.Writer, run func(context.Context, C, *slog.Logger) error) error {
+	var cfg C
+	if err := Load(prefix, &cfg, args, stdout); err != nil {
+		if errors.Is(err, ErrHelp) {
+			return nil
+		}
+		return configError{err}
+	}
+	log, err := cfg.Logger(stderr)
+	if err != nil {
+		return configError{err}
+	}
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("stopped", "err", err)
+		return err
+	}
+	return nil
+}
+
+// configError marks a configuration problem, as opposed to a failure.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }

@@ -2,7 +2,10 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -64,5 +67,33 @@ func TestLogger(t *testing.T) {
 	}
 	if _, err := (Log{Level: "loud", Format: "json"}).Logger(&out); err == nil {
 		t.Error("bad level accepted")
+	}
+}
+
+func TestRun(t *testing.T) {
+	var got spec
+	run := func(_ context.Context, s spec, _ *slog.Logger) error {
+		got = s
+		return nil
+	}
+	t.Setenv("SVC_ADDR", ":1234")
+	if err := Run(context.Background(), "SVC", nil, io.Discard, io.Discard, run); err != nil {
+		t.Fatal(err)
+	}
+	if got.Addr != ":1234" {
+		t.Errorf("run got %+v", got)
+	}
+	var out bytes.Buffer
+	if err := Run(context.Background(), "SVC", []string{"-h"}, &out, io.Discard, run); err != nil || !strings.Contains(out.String(), "SVC_ADDR") {
+		t.Errorf("-h: %v %q", err, out.String())
+	}
+	err := Run(context.Background(), "SVC", []string{"--nope"}, io.Discard, io.Discard, run)
+	var ce configError
+	if !errors.As(err, &ce) {
+		t.Errorf("bad argument: %v, want a configuration error", err)
+	}
+	failed := errors.New("boom")
+	if err := Run(context.Background(), "SVC", nil, io.Discard, io.Discard, func(context.Context, spec, *slog.Logger) error { return failed }); !errors.Is(err, failed) {
+		t.Errorf("run failure: %v", err)
 	}
 }

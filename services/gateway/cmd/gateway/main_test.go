@@ -15,12 +15,14 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/natschat/chat/services/gateway"
+	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natstest"
 )
 
 func TestHelpListsEveryVariable(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-h"}, &out, &out); err != nil {
+	if err := config.Run(context.Background(), "GATEWAY", []string{"-h"}, &out, &out, gateway.Run); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"GATEWAY_ADDR", "GATEWAY_NATS_URL", "GATEWAY_ALLOWED_ORIGINS", "GATEWAY_SEND_QUEUE", "GATEWAY_SHUTDOWN_TIMEOUT"} {

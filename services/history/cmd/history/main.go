@@ -4,37 +4,10 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/natschat/chat/services/history"
 	"github.com/natschat/chat/shared/config"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	var cfg history.Config
-	if err := config.Load("HISTORY", &cfg, os.Args[1:], os.Stdout); err != nil {
-		if errors.Is(err, config.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "history:", err)
-		os.Exit(2)
-	}
-	log, err := cfg.Log.Logger(os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "history:", err)
-		os.Exit(2)
-	}
-	if err := history.Run(ctx, cfg, log); err != nil {
-		log.Error("history failed", "err", err)
-		stop()
-		os.Exit(1)
-	}
+	config.Main("history", "HISTORY", history.Run)
 }
