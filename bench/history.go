@@ -41,7 +41,13 @@ func (b *bench) runHistory(ctx context.Context, rate float64, d time.Duration, c
 		r.problem("stream %s: %v (is the gateway running on this NATS?)", chatStream, err)
 		return r
 	}
+	// A history service that has just started may still be migrating its
+	// database: give it a few seconds to create its consumer.
 	cons, err := st.Consumer(ctx, historyConsumer)
+	for wait := time.Now().Add(10 * time.Second); errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(wait); {
+		time.Sleep(200 * time.Millisecond)
+		cons, err = st.Consumer(ctx, historyConsumer)
+	}
 	running := err == nil
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
