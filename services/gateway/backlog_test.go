@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,4 +177,94 @@ func waitStored(t *testing.T, nc *nats.Conn, room string, n uint64) {
 		json.Unmarshal(msg.Data, &info)
 		return info.State.Subjects[chat.RoomSubject(room)] >= n
 	})
+}
+
+// TestJoinWithLaggingHistory runs a stand-in history service on NATS whose
+// database holds only the first 60 of 120 messages (stored_through = the
+// 60th seq): the join takes the newest from the stream, paging back crosses
+// from the stream into the database, and nothing is missing or doubled.
+func TestJoinWithLaggingHistory(t *testing.T) {
+	s := natstest.Start(t)
+	base := startGateway(t, s, nil)
+	nc := natstest.Connect(t, s)
+	publishN(t, nc, "lobby", 0, 120)
+	waitStored(t, nc, "lobby", 120)
+
+	// The "database": the first 60 messages, read back from the stream.
+	var stored []chat.Message
+	for seq := uint64(1); len(stored) < 60; seq++ {
+		m, err := nc.Request("$JS.API.STREAM.MSG.GET.CHAT", []byte(fmt.Sprintf(`{"seq":%d}`, seq)), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Message struct {
+				Seq  uint64 `json:"seq"`
+				Data []byte `json:"data"`
+			} `json:"message"`
+		}
+		json.Unmarshal(m.Data, &got)
+		cm, err := chat.ParseMessage(got.Message.Data, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Room, cm.Seq = "lobby", got.Message.Seq
+		stored = append(stored, cm)
+	}
+	storedThrough := stored[59].Seq
+	var queries atomic.Int32
+	_, err := nc.QueueSubscribe(chat.HistorySubject("lobby"), chat.HistoryQueue, func(m *nats.Msg) {
+		queries.Add(1)
+		var req chat.HistoryRequest
+		json.Unmarshal(m.Data, &req)
+		var rows []chat.Message
+		for _, r := range stored {
+			if (req.Before == 0 || r.Seq < req.Before) && r.Seq > req.After {
+				rows = append(rows, r)
+			}
+		}
+		more := false
+		if len(rows) > req.Limit {
+			more = true
+			if req.After > 0 {
+				rows = rows[:req.Limit]
+			} else {
+				rows = rows[len(rows)-req.Limit:]
+			}
+		}
+		b, _ := json.Marshal(chat.HistoryResponse{Messages: rows, HasMore: more, StoredThrough: storedThrough})
+		m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+
+	c := dial(t, base, "/ws/chat/lobby/alice")
+	h := c.next("history")
+	all := texts(h)
+	if len(all) != 50 || all[0] != "m70" || h["has_more"] != true {
+		t.Fatalf("join: %d messages from %q, has_more %v", len(all), all[0], h["has_more"])
+	}
+	oldest := uint64(h["messages"].([]any)[0].(map[string]any)["seq"].(float64))
+	for {
+		c.send(map[string]any{"type": "history", "before": oldest, "limit": 30})
+		p := c.next("history")
+		all = append(texts(p), all...)
+		if p["has_more"] != true {
+			break
+		}
+		oldest = uint64(p["messages"].([]any)[0].(map[string]any)["seq"].(float64))
+	}
+	for i, text := range all {
+		if text != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d is %q: %v", i, text, all)
+		}
+	}
+	if len(all) != 120 {
+		t.Fatalf("got %d messages, want 120", len(all))
+	}
+	if queries.Load() == 0 {
+		t.Error("the history service was never asked")
+	}
 }
