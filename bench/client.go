@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -244,6 +245,11 @@ var errStalled = errors.New("publisher stalled: no echo of its messages for 5s")
 // holds while the sender keeps up.
 func (p *publisher) run(ctx context.Context, conn *websocket.Conn, rate float64, window int, until time.Time) {
 	start := time.Now()
+	if rate > 0 {
+		// A random phase: publishers started together would otherwise all
+		// send at the same instants, a burst load no real room produces.
+		start = start.Add(rand.N(time.Duration(float64(time.Second) / rate)))
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	buf := make([]byte, 0, 128)

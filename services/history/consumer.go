@@ -33,6 +33,7 @@ type consumer struct {
 	log       *slog.Logger
 	batchSize int
 	fetchWait time.Duration
+	linger    time.Duration
 	// writeTimeout bounds one attempt at storing a batch; under the ack
 	// wait, so a hung attempt is given up before the batch is redelivered.
 	writeTimeout time.Duration
@@ -47,6 +48,7 @@ func newConsumer(cons jetstream.Consumer, st *store.Store, h *health, m *metrics
 		cons: cons, st: st, h: h, metrics: m, log: log,
 		batchSize:    cfg.BatchSize,
 		fetchWait:    cfg.FetchWait,
+		linger:       cfg.BatchLinger,
 		writeTimeout: cfg.AckWait / 2,
 	}
 }
@@ -69,9 +71,10 @@ func (c *consumer) run(ctx context.Context) {
 	}
 }
 
-// fetch waits up to fetchWait for one message, then takes whatever else is
-// already waiting, up to a batch. A quiet room gets its message stored at
-// once instead of after a full batch wait; a busy stream gives full batches.
+// fetch waits up to fetchWait for one message, lingers a moment, then takes
+// whatever else is waiting, up to a batch. A quiet room gets its message
+// stored within the linger instead of after a full batch wait; a busy
+// stream gives full batches.
 func (c *consumer) fetch() ([]jetstream.Msg, error) {
 	first, err := c.cons.Fetch(1, jetstream.FetchMaxWait(c.fetchWait))
 	if err != nil {
@@ -85,6 +88,7 @@ func (c *consumer) fetch() ([]jetstream.Msg, error) {
 		return nil, nil
 	}
 	if c.batchSize > 1 {
+		time.Sleep(c.linger)
 		rest, err := c.cons.FetchNoWait(c.batchSize - 1)
 		if err != nil {
 			return msgs, nil // store what we have; the rest comes next time

@@ -40,8 +40,12 @@ type Config struct {
 	// BatchSize bounds the messages fetched, inserted and acked together.
 	BatchSize int           `split_words:"true" default:"500" desc:"messages stored per transaction (one multi-row insert)"`
 	FetchWait time.Duration `split_words:"true" default:"1s" desc:"longest wait for a message before fetching again; also bounds shutdown latency"`
-	AckWait   time.Duration `split_words:"true" default:"30s" desc:"consumer ack wait: a batch not acked in this time is redelivered"`
-	Replicas  int           `default:"1" desc:"JetStream replicas of the CHAT stream (3 on a cluster)"`
+	// BatchLinger trades a few milliseconds of persistence delay for fewer
+	// commits: under a steady trickle every message would otherwise be its
+	// own transaction (and, on SQLite, its own fsync).
+	BatchLinger time.Duration `split_words:"true" default:"20ms" desc:"after the first message of a batch, how long to let more arrive before storing (0: store at once)"`
+	AckWait     time.Duration `split_words:"true" default:"30s" desc:"consumer ack wait: a batch not acked in this time is redelivered"`
+	Replicas    int           `default:"1" desc:"JetStream replicas of the CHAT stream (3 on a cluster)"`
 
 	AdminAddr       string        `split_words:"true" desc:"admin HTTP address for /healthz and /readyz, e.g. :9102 (empty: off)"`
 	QueryWorkers    int           `split_words:"true" default:"16" desc:"history queries served at once; more are answered with a busy error"`
