@@ -33,15 +33,38 @@ type backlog struct {
 }
 
 // lastSeq is the sequence of room's newest message in the stream, 0 if none.
+//
+// It asks the stream leader (MSG.GET), not a direct get: with AllowDirect a
+// follower that is still catching up may answer, and a sequence too low
+// would make a joining client or a catch-up miss messages.
 func (b *backlog) lastSeq(ctx context.Context, room string) (uint64, error) {
-	m, err := b.chat.GetLastMsgForSubject(ctx, chat.RoomSubject(room))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
+	req, _ := json.Marshal(map[string]string{"last_by_subj": chat.RoomSubject(room)})
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream.Chat, req)
 	if err != nil {
 		return 0, fmt.Errorf("last message of room %s: %w", room, err)
 	}
-	return m.Sequence, nil
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code    int    `json:"code"`
+			ErrCode int    `json:"err_code"`
+			Text    string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("last message of room %s: %w", room, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return 0, nil // no message in the room yet
+	case resp.Error != nil:
+		return 0, fmt.Errorf("last message of room %s: %s", room, resp.Error.Text)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("last message of room %s: empty reply", room)
+	}
+	return resp.Message.Seq, nil
 }
 
 // latest returns up to n of room's newest messages with seq <= upTo, in seq
@@ -81,16 +104,35 @@ func (b *backlog) after(ctx context.Context, room string, since, upTo uint64, ma
 	if since >= upTo {
 		return nil, nil
 	}
-	resp, herr := b.askHistory(ctx, room, chat.HistoryRequest{After: since, Before: upTo + 1, Limit: max})
-	if herr == nil && resp.HasMore {
-		return nil, errResumeTooFar
-	}
-	stored := storedRows(resp, herr)
-	from := since + 1
-	if herr == nil && resp.StoredThrough >= from {
-		from = resp.StoredThrough + 1
+	// History caps its pages (at 500): read page after page.
+	var (
+		stored []chat.Message
+		herr   error
+		from   = since + 1
+	)
+	for cursor := since; ; {
+		resp, err := b.askHistory(ctx, room, chat.HistoryRequest{After: cursor, Before: upTo + 1, Limit: max + 1 - len(stored)})
+		if err != nil {
+			herr, stored = err, nil
+			break
+		}
+		rows := storedRows(resp, nil)
+		stored = append(stored, rows...)
+		if resp.StoredThrough >= from {
+			from = resp.StoredThrough + 1
+		}
+		if len(stored) > max {
+			return nil, errResumeTooFar
+		}
+		// Rows above stored_through end the page early: the rest comes
+		// from the stream.
+		if !resp.HasMore || len(rows) == 0 || len(rows) < len(resp.Messages) {
+			break
+		}
+		cursor = rows[len(rows)-1].Seq
 	}
 	if herr != nil {
+		from = since + 1 // all of it from the stream, if it still holds it
 		info, err := b.chat.Info(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("chat stream info: %w", err)

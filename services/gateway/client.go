@@ -27,6 +27,11 @@ type client struct {
 	batch    bool
 	maxQueue int
 
+	// since is the seq a resuming client already has.
+	since uint64
+	// joined is the client's room, set before its reads start.
+	joined *room
+
 	// joining and pending are guarded by the room's mutex: while joining,
 	// live frames wait in pending until the backlog is written.
 	joining bool
@@ -69,8 +74,14 @@ const maxPending = 4096
 // maxBatch bounds the bytes of one batched WebSocket message.
 const maxBatch = 64 << 10
 
-// push queues a room frame. Called with the room's mutex held.
-func (c *client) push(frame []byte) {
+// push queues a room frame; seq is the message's, 0 for other frames.
+// Called with the room's mutex held.
+func (c *client) push(frame []byte, seq uint64) {
+	if seq != 0 && seq <= c.since {
+		// A resuming client that was ahead of this gateway's room (it came
+		// from a gateway whose feed was a little faster) has this one.
+		return
+	}
 	if c.joining {
 		if len(c.pending) >= maxPending {
 			c.dropSlow()

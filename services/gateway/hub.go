@@ -40,7 +40,7 @@ func newHub(id string, presenceEvery time.Duration, nc *nats.Conn, b *backlog, f
 
 // acquire returns the running room called name, starting it for the first
 // client. Every acquire is paired with a release.
-func (h *hub) acquire(ctx context.Context, name string) (*room, error) {
+func (h *hub) acquire(name string) (*room, error) {
 	h.mu.Lock()
 	r, ok := h.rooms[name]
 	if !ok {
@@ -61,12 +61,10 @@ func (h *hub) acquire(ctx context.Context, name string) (*room, error) {
 	r.refs++
 	h.mu.Unlock()
 
-	select {
-	case <-r.started:
-	case <-ctx.Done():
-		h.release(r, nil)
-		return nil, ctx.Err()
-	}
+	// Not abandoned on ctx: a room released while starting would start
+	// after its stop and never be stopped. start is bounded by its own
+	// timeouts.
+	<-r.started
 	if r.startErr != nil {
 		h.release(r, nil)
 		return nil, r.startErr
@@ -140,6 +138,7 @@ type room struct {
 	// the catch-up, retried every retryWait. Room goroutine only.
 	behind    bool
 	retryWait time.Duration
+	dropped   int // feed messages NATS dropped, as last seen
 
 	mu      sync.Mutex
 	last    uint64 // the newest sequence delivered to clients
@@ -202,6 +201,11 @@ func (r *room) run() {
 	r.publishPresence(chat.PresenceSync, "", nil)
 	tick := time.NewTicker(r.hub.presenceEvery)
 	defer tick.Stop()
+	// NATS drops feed messages when the room falls behind (a slow
+	// consumer). A later message's Nats-Last-Sequence reveals the gap, but
+	// if the room then goes quiet nothing would: check the drop count.
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
 	var flush <-chan time.Time // set while a presence broadcast is scheduled
 	for {
 		select {
@@ -218,6 +222,11 @@ func (r *room) run() {
 			r.onPresence(m)
 		case <-tick.C:
 			r.announceHere()
+		case <-check.C:
+			if dropped, err := r.sub.Dropped(); err == nil && dropped != r.dropped {
+				r.dropped = dropped
+				r.catchUp()
+			}
 		case <-r.resync:
 			r.catchUp()
 		case <-r.done:
@@ -326,7 +335,7 @@ func (r *room) deliver(m chat.Message) {
 	}
 	r.last = m.Seq
 	for c := range r.clients {
-		c.push(frame)
+		c.push(frame, m.Seq)
 	}
 	r.hub.metrics.messagesOut.Inc()
 	r.hub.metrics.deliveries.Add(float64(len(r.clients)))
@@ -352,7 +361,7 @@ func (r *room) join(c *client) uint64 {
 	r.clients[c] = struct{}{}
 	r.local[c.user]++
 	first := r.local[c.user] == 1
-	c.push(r.presenceFrameLocked(c.user))
+	c.push(r.presenceFrameLocked(c.user), 0)
 	r.presenceChangedLocked()
 	last := r.last
 	r.mu.Unlock()

@@ -150,7 +150,7 @@ func (r *room) broadcastPresence() {
 	r.online = now
 	frame := mustJSON(f)
 	for c := range r.clients {
-		c.push(frame)
+		c.push(frame, 0)
 	}
 }
 

@@ -54,36 +54,39 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(maxFrame)
 
+	// ctx ends the client's background work (commands, backlog reads) when
+	// it goes. Reads do not use it: a cancelled read context would drop the
+	// connection before the close frame is sent.
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &client{
 		conn:       conn,
 		room:       room,
 		user:       user,
+		since:      since,
 		batch:      r.URL.Query().Get("batch") == "1",
 		maxQueue:   g.cfg.SendQueue,
 		slow:       g.metrics.slowClients,
 		limiter:    rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
 		commands:   make(chan struct{}, 2),
 		publishing: make(chan struct{}, publishWindow),
+		cancel:     cancel,
 		closed:     make(chan struct{}),
 	}
 	if !g.track(c) {
+		cancel()
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	// ctx ends the client's background work (commands, backlog reads) when
-	// it goes. Reads do not use it: a cancelled read context would drop the
-	// connection before the close frame is sent.
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
 	log := g.log.With("room", room, "user", user)
 
-	rm, err := g.hub.acquire(ctx, room)
+	rm, err := g.hub.acquire(room)
 	if err != nil {
 		log.Error("join room", "err", err)
 		c.close(websocket.StatusInternalError, "chat unavailable, try again")
 		g.endClient(c, nil)
 		return
 	}
+	c.joined = rm
 	upTo := rm.join(c)
 	first, err := g.joinBacklog(ctx, room, since, upTo, resume)
 	if err != nil {
@@ -343,13 +346,9 @@ func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
 	}
 	upTo := f.Before - 1
 	if f.Before == 0 {
-		// No cursor: the newest messages.
-		last, err := g.backlog.lastSeq(ctx, c.room)
-		if err != nil {
-			g.fail(c, codeUnavailable, "history unavailable, try again", "")
-			return
-		}
-		upTo = last
+		// No cursor: the newest messages this client was sent, not the
+		// stream's newest, which may still be on its way live.
+		upTo = c.joined.lastDelivered()
 	}
 	msgs, more, err := g.backlog.latest(ctx, c.room, upTo, limit)
 	if err != nil {

@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natschat/chat/shared/natstest"
+)
+
+// TestRoomsStopWithTheirLastClient: rooms acquired and released in
+// parallel leave no subscription and no goroutine behind.
+func TestRoomsStopWithTheirLastClient(t *testing.T) {
+	s := natstest.Start(t)
+	nc := natstest.Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ensureChat(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := testLogger(t)
+	b := &backlog{nc: nc, js: js, chat: st, historyTimeout: time.Second, log: log}
+	h := newHub("gw", time.Second, nc, b, 16, log)
+	h.metrics = newMetrics(h)
+	before := nc.NumSubscriptions()
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			r, err := h.acquire(fmt.Sprintf("room%d", i%5))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			h.release(r, nil)
+		})
+	}
+	wg.Wait()
+	if got := nc.NumSubscriptions(); got != before {
+		t.Errorf("%d subscriptions left", got-before)
+	}
+	done := make(chan struct{})
+	go func() { h.wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("a room goroutine is still running")
+	}
+}
