@@ -191,15 +191,40 @@ func (b *backlog) askHistory(ctx context.Context, room string, req chat.HistoryR
 
 // streamRange reads room's messages with from <= seq <= to from the stream,
 // in order, keeping only the newest keep (0: all). dropped counts the older
-// ones it skipped. Garbage is skipped the way every reader of CHAT skips it.
+// ones it skipped.
 func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64, keep int) (msgs []chat.Message, dropped int, err error) {
+	err = b.streamEach(ctx, room, from, to, func(batch []chat.Message, _ uint64) error {
+		msgs = append(msgs, batch...)
+		if keep > 0 && len(msgs) >= 2*keep {
+			dropped += len(msgs) - keep
+			msgs = append(msgs[:0], msgs[len(msgs)-keep:]...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if keep > 0 && len(msgs) > keep {
+		dropped += len(msgs) - keep
+		msgs = msgs[len(msgs)-keep:]
+	}
+	return msgs, dropped, nil
+}
+
+// streamEach reads room's messages with from <= seq <= to from the stream
+// and hands them to each a batch at a time (at most 256, the slice reused),
+// with the last sequence read, garbage included. Garbage is skipped the way
+// every reader of CHAT skips it. Each fetch has its own time limit, so a
+// long range is read in bounded memory and bounded steps.
+func (b *backlog) streamEach(ctx context.Context, room string, from, to uint64, each func(batch []chat.Message, through uint64) error) error {
 	if from == 0 {
 		from = 1
 	}
 	if from > to {
-		return nil, 0, nil
+		return nil
 	}
-	cons, err := b.chat.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cons, err := b.chat.CreateConsumer(cctx, jetstream.ConsumerConfig{
 		FilterSubject:     chat.RoomSubject(room),
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
@@ -207,8 +232,9 @@ func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64,
 		MemoryStorage:     true,
 		InactiveThreshold: 30 * time.Second,
 	})
+	cancel()
 	if err != nil {
-		return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
+		return fmt.Errorf("read room %s from stream: %w", room, err)
 	}
 	defer func() {
 		// A background context: the consumer must go even if ctx is done.
@@ -216,16 +242,18 @@ func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64,
 		defer cancel()
 		_ = b.chat.DeleteConsumer(dctx, cons.CachedInfo().Name)
 	}()
+	batch := make([]chat.Message, 0, 256)
 	pending := cons.CachedInfo().NumPending
 	for pending > 0 {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))
+		fetched, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
-			return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
+			return fmt.Errorf("read room %s from stream: %w", room, err)
 		}
-		got := 0
-		for m := range batch.Messages() {
+		got, through := 0, uint64(0)
+		batch = batch[:0]
+		for m := range fetched.Messages() {
 			got++
 			meta, err := m.Metadata()
 			if err != nil {
@@ -236,33 +264,31 @@ func (b *backlog) streamRange(ctx context.Context, room string, from, to uint64,
 				pending = 0
 				break
 			}
+			through = meta.Sequence.Stream
 			cm, err := chat.ParseMessage(m.Data(), meta.Timestamp)
 			if err != nil {
 				continue
 			}
 			cm.Room, cm.Seq = room, meta.Sequence.Stream
-			msgs = append(msgs, cm)
-			if keep > 0 && len(msgs) == 2*keep {
-				dropped += keep
-				msgs = append(msgs[:0], msgs[keep:]...)
-			}
+			batch = append(batch, cm)
 		}
 		// Stopping early cancels the rest of the fetch: only a failure of
 		// the caller's context is an error then.
 		cancel()
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
+		if err := fetched.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
 			(!errors.Is(err, context.Canceled) || ctx.Err() != nil) {
-			return nil, 0, fmt.Errorf("read room %s from stream: %w", room, err)
+			return fmt.Errorf("read room %s from stream: %w", room, err)
 		}
 		if got == 0 {
-			return nil, 0, fmt.Errorf("read room %s from stream: no message within 5s, %d pending", room, pending)
+			return fmt.Errorf("read room %s from stream: no message within 5s, %d pending", room, pending)
+		}
+		if through > 0 {
+			if err := each(batch, through); err != nil {
+				return err
+			}
 		}
 	}
-	if keep > 0 && len(msgs) > keep {
-		dropped += len(msgs) - keep
-		msgs = msgs[len(msgs)-keep:]
-	}
-	return msgs, dropped, nil
+	return nil
 }
 
 // ensureChat creates the CHAT stream if needed and returns its handle.

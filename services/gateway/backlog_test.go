@@ -268,3 +268,39 @@ func TestJoinWithLaggingHistory(t *testing.T) {
 		t.Error("the history service was never asked")
 	}
 }
+
+// TestJoinsServedFromRecent: once a room is active on a gateway, joins and
+// short resumes are answered from the messages it holds, without asking
+// history: a reconnect storm does not become a storm of history queries.
+func TestJoinsServedFromRecent(t *testing.T) {
+	s := natstest.Start(t)
+	base := startGateway(t, s, nil)
+	nc := natstest.Connect(t, s)
+	var queries atomic.Int32
+	nc.QueueSubscribe(chat.HistorySubject("lobby"), chat.HistoryQueue, func(m *nats.Msg) {
+		queries.Add(1)
+		m.Respond([]byte(`{"error":"not this time"}`))
+	})
+	nc.Flush()
+	first := dial(t, base, "/ws/chat/lobby/first")
+	first.next("history")
+	publishN(t, nc, "lobby", 0, 60)
+	var seqs []uint64
+	for range 60 {
+		seqs = append(seqs, seqOf(first.next("message")))
+	}
+	asked := queries.Load()
+
+	join := dial(t, base, "/ws/chat/lobby/second")
+	h := join.next("history")
+	if got := texts(h); len(got) != 50 || got[0] != "m10" || got[49] != "m59" {
+		t.Errorf("join from recent: %v", got)
+	}
+	resume := dial(t, base, fmt.Sprintf("/ws/chat/lobby/third?since=%d", seqs[54]))
+	if got := texts(resume.next("history")); len(got) != 5 || got[0] != "m55" {
+		t.Errorf("resume from recent: %v", got)
+	}
+	if n := queries.Load(); n != asked {
+		t.Errorf("history asked %d more times", n-asked)
+	}
+}

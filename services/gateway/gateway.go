@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		nc:      nc,
 		js:      js,
 		backlog: b,
-		hub:     newHub(cfg.ID, cfg.PresenceInterval, nc, b, 4096, log),
+		hub:     newHub(cfg.ID, cfg.PresenceInterval, nc, b, 4096, cfg.HistoryOnJoin, log),
 		log:     log,
 		clients: make(map[*client]struct{}),
 	}

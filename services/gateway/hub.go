@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,14 +29,18 @@ type hub struct {
 	// feedBuffer bounds the messages waiting for a room's goroutine; when it
 	// overflows NATS drops them and the gap is refilled from the stream.
 	feedBuffer int
+	// keepRecent is how many of its newest messages a room keeps in memory,
+	// to serve joins and short resumes without asking history or reading
+	// the stream (0: none).
+	keepRecent int
 
 	mu    sync.Mutex
 	rooms map[string]*room
 	wg    sync.WaitGroup
 }
 
-func newHub(id string, presenceEvery time.Duration, nc *nats.Conn, b *backlog, feedBuffer int, log *slog.Logger) *hub {
-	return &hub{id: id, presenceEvery: presenceEvery, nc: nc, backlog: b, feedBuffer: feedBuffer, log: log, rooms: make(map[string]*room)}
+func newHub(id string, presenceEvery time.Duration, nc *nats.Conn, b *backlog, feedBuffer, keepRecent int, log *slog.Logger) *hub {
+	return &hub{id: id, presenceEvery: presenceEvery, nc: nc, backlog: b, feedBuffer: feedBuffer, keepRecent: keepRecent, log: log, rooms: make(map[string]*room)}
 }
 
 // acquire returns the running room called name, starting it for the first
@@ -140,8 +145,11 @@ type room struct {
 	retryWait time.Duration
 	dropped   int // feed messages NATS dropped, as last seen
 
-	mu      sync.Mutex
-	last    uint64 // the newest sequence delivered to clients
+	mu   sync.Mutex
+	last uint64 // the newest sequence delivered to clients
+	// recent holds the newest messages delivered, every one since the room
+	// started here, up to 2*keepRecent.
+	recent  []chat.Message
 	clients map[*client]struct{}
 	local   map[string]int            // connections per user on this gateway
 	remote  map[string]*remoteGateway // users on other gateways, by gateway id
@@ -309,20 +317,28 @@ func (r *room) retryLater(err error) {
 	})
 }
 
-// fill delivers the messages with from <= seq <= to from the stream.
+// fill delivers the messages with from <= seq <= to from the stream, a
+// batch at a time: a long gap (a busy room after a long outage) is neither
+// held in memory whole nor lost to a single time limit, and what was read
+// stays delivered if a later batch fails.
 func (r *room) fill(from, to uint64) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	msgs, _, err := r.hub.backlog.streamRange(ctx, r.name, from, to, 0)
+	n := 0
+	err := r.hub.backlog.streamEach(ctx, r.name, from, to, func(batch []chat.Message, through uint64) error {
+		for _, m := range batch {
+			r.deliver(m)
+		}
+		r.advance(through)
+		n += len(batch)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("fill gap %d-%d: %w", from, to, err)
 	}
-	r.hub.metrics.gapFills.Inc()
-	r.hub.log.Debug("filled gap from stream", "room", r.name, "from", from, "to", to, "messages", len(msgs))
-	for _, m := range msgs {
-		r.deliver(m)
-	}
 	r.advance(to)
+	r.hub.metrics.gapFills.Inc()
+	r.hub.log.Debug("filled gap from stream", "room", r.name, "from", from, "to", to, "messages", n)
 	return nil
 }
 
@@ -334,6 +350,12 @@ func (r *room) deliver(m chat.Message) {
 		return
 	}
 	r.last = m.Seq
+	if keep := r.hub.keepRecent; keep > 0 {
+		if len(r.recent) >= 2*keep {
+			r.recent = append(r.recent[:0], r.recent[len(r.recent)-keep+1:]...)
+		}
+		r.recent = append(r.recent, m)
+	}
 	for c := range r.clients {
 		c.push(frame, m.Seq)
 	}
@@ -354,8 +376,9 @@ func (r *room) lastDelivered() uint64 {
 }
 
 // join adds c in the joining state, where live messages wait in c.pending
-// while its backlog is sent, and returns the sequence the backlog must reach.
-func (r *room) join(c *client) uint64 {
+// while its backlog is sent, and returns the sequence the backlog must reach
+// and the room's recent messages, which end at it.
+func (r *room) join(c *client) (last uint64, recent []chat.Message) {
 	r.mu.Lock()
 	c.joining = true
 	r.clients[c] = struct{}{}
@@ -363,12 +386,12 @@ func (r *room) join(c *client) uint64 {
 	first := r.local[c.user] == 1
 	c.push(r.presenceFrameLocked(c.user), 0)
 	r.presenceChangedLocked()
-	last := r.last
+	last, recent = r.last, slices.Clone(r.recent)
 	r.mu.Unlock()
 	if first {
 		r.publishPresence(chat.PresenceJoin, c.user, nil)
 	}
-	return last
+	return last, recent
 }
 
 // takePending hands over the live frames that arrived while c was joining,

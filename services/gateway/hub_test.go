@@ -27,7 +27,7 @@ func TestRoomsStopWithTheirLastClient(t *testing.T) {
 	}
 	log := testLogger(t)
 	b := &backlog{nc: nc, js: js, chat: st, historyTimeout: time.Second, log: log}
-	h := newHub("gw", time.Second, nc, b, 16, log)
+	h := newHub("gw", time.Second, nc, b, 16, 0, log)
 	h.metrics = newMetrics(h)
 	before := nc.NumSubscriptions()
 	var wg sync.WaitGroup

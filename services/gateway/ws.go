@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,8 +89,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.joined = rm
-	upTo := rm.join(c)
-	first, err := g.joinBacklog(ctx, room, since, upTo, resume)
+	upTo, recent := rm.join(c)
+	first, err := g.joinBacklog(ctx, room, since, upTo, resume, recent)
 	if err != nil {
 		log.Error("backlog on join", "err", err)
 		c.close(websocket.StatusInternalError, "history unavailable, try again")
@@ -140,8 +142,24 @@ func (g *Gateway) fail(c *client, code, message, clientID string) {
 // or for a resume every message after since; both up to upTo, the last
 // message the room delivered before the client joined, so that the live
 // messages that follow neither overlap nor leave a gap.
-func (g *Gateway) joinBacklog(ctx context.Context, room string, since, upTo uint64, resume bool) ([]byte, error) {
+//
+// recent, the room's newest messages ending at upTo and complete since the
+// room started on this gateway, answers most joins and short resumes
+// without a history request or a stream read: a reconnect storm costs
+// nothing but frames.
+func (g *Gateway) joinBacklog(ctx context.Context, room string, since, upTo uint64, resume bool, recent []chat.Message) ([]byte, error) {
 	f := historyFrame{Type: frameHistory, Messages: []chat.Message{}}
+	if resume && len(recent) > 0 && recent[0].Seq <= since {
+		i, _ := slices.BinarySearchFunc(recent, since+1, func(m chat.Message, seq uint64) int { return cmp.Compare(m.Seq, seq) })
+		f.Messages = recent[i:]
+		return mustJSON(f), nil
+	}
+	if !resume && g.cfg.HistoryOnJoin > 0 && len(recent) >= g.cfg.HistoryOnJoin {
+		// Older messages surely exist beyond the 2*keep ring only if it
+		// was ever trimmed; saying has_more costs at most an empty page.
+		f.Messages, f.HasMore = recent[len(recent)-g.cfg.HistoryOnJoin:], true
+		return mustJSON(f), nil
+	}
 	if resume {
 		msgs, err := g.backlog.after(ctx, room, since, upTo, g.cfg.ResumeMax)
 		switch {
