@@ -45,3 +45,7 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	mellium.im/sasl v0.3.2 // indirect
 )
+
+require github.com/natschat/chat/shared v0.0.0
+
+replace github.com/natschat/chat/shared => ../shared

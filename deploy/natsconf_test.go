@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/natschat/chat/shared/natsconn"
 )
 
 // users are the NATS users of auth.conf with the variable holding each
@@ -146,6 +148,7 @@ func connectAs(t *testing.T, url, user string) *conn {
 	t.Helper()
 	c := &conn{errs: make(chan error, 64)}
 	nc, err := nats.Connect(url, nats.UserInfo(user, password(user)), nats.Name("test-"+user),
+		nats.CustomInboxPrefix(natsconn.InboxPrefix(user)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case c.errs <- err:
@@ -280,6 +283,14 @@ func TestPermissions(t *testing.T) {
 		{"sms-worker", "sms_channel", false},
 		{"sms-worker", "chat.feed.lobby", false},
 		{"sms-worker", "$JS.EVENT.ADVISORY.>", false},
+		// Replies: each service its own inbox only.
+		{"gateway", "_INBOX_gateway.x", true},
+		{"gateway", "_INBOX.>", false},
+		{"gateway", "_INBOX_history.>", false},
+		{"bot", "_INBOX_gateway.>", false},
+		{"history", "_INBOX_bot.x", false},
+		{"sms-worker", "_INBOX_sms-worker.x", true},
+		{"sms-worker", "_INBOX_gateway.>", false},
 	}
 	for _, p := range subs {
 		name := "subscribe " + p.user + " " + p.subject

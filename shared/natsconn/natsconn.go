@@ -23,6 +23,10 @@ type Config struct {
 	CredsFile string `envconfig:"NATS_CREDS" desc:"NATS credentials file (empty: none)"`
 }
 
+// InboxPrefix is where a service connected as user gets its replies; the
+// server's permissions (deploy/auth.conf) allow each user only its own.
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
 // Connect opens a connection named name. It returns even while the server is
 // unreachable and keeps retrying in the background, so a service can start
 // before NATS does (its readiness reports the difference).
@@ -55,7 +59,9 @@ func Connect(cfg Config, name string, log *slog.Logger) (*nats.Conn, error) {
 		}),
 	}
 	if cfg.User != "" {
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+		// Replies come to _INBOX_<user>.>, so the server can let each
+		// service read its own replies and nobody else's.
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password), nats.CustomInboxPrefix(InboxPrefix(cfg.User)))
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
