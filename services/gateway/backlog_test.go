@@ -190,55 +190,9 @@ func TestJoinWithLaggingHistory(t *testing.T) {
 	publishN(t, nc, "lobby", 0, 120)
 	waitStored(t, nc, "lobby", 120)
 
-	// The "database": the first 60 messages, read back from the stream.
-	var stored []chat.Message
-	for seq := uint64(1); len(stored) < 60; seq++ {
-		m, err := nc.Request("$JS.API.STREAM.MSG.GET.CHAT", []byte(fmt.Sprintf(`{"seq":%d}`, seq)), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got struct {
-			Message struct {
-				Seq  uint64 `json:"seq"`
-				Data []byte `json:"data"`
-			} `json:"message"`
-		}
-		json.Unmarshal(m.Data, &got)
-		cm, err := chat.ParseMessage(got.Message.Data, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cm.Room, cm.Seq = "lobby", got.Message.Seq
-		stored = append(stored, cm)
-	}
-	storedThrough := stored[59].Seq
-	var queries atomic.Int32
-	_, err := nc.QueueSubscribe(chat.HistorySubject("lobby"), chat.HistoryQueue, func(m *nats.Msg) {
-		queries.Add(1)
-		var req chat.HistoryRequest
-		json.Unmarshal(m.Data, &req)
-		var rows []chat.Message
-		for _, r := range stored {
-			if (req.Before == 0 || r.Seq < req.Before) && r.Seq > req.After {
-				rows = append(rows, r)
-			}
-		}
-		more := false
-		if len(rows) > req.Limit {
-			more = true
-			if req.After > 0 {
-				rows = rows[:req.Limit]
-			} else {
-				rows = rows[len(rows)-req.Limit:]
-			}
-		}
-		b, _ := json.Marshal(chat.HistoryResponse{Messages: rows, HasMore: more, StoredThrough: storedThrough})
-		m.Respond(b)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.Flush()
+	// The "database": the first 60 messages.
+	stored := storedMessages(t, nc, "lobby", 60)
+	queries := standInHistory(t, nc, "lobby", stored, stored[59].Seq)
 
 	c := dial(t, base, "/ws/chat/lobby/alice")
 	h := c.next("history")
