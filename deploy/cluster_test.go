@@ -2,12 +2,9 @@ package deploy
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/natschat/chat/shared/pgtest"
 )
 
 // node is one nats-server of the three-node cluster.
@@ -119,44 +118,6 @@ func (s *stack) startService(svc service, id string, nodeIndex int, extra ...str
 	return proc, addr
 }
 
-// testDatabase creates a randomly named Postgres database for the test on
-// the server of TEST_DATABASE_URL and drops it afterwards.
-func testDatabase(t *testing.T) (dbURL string, db *sql.DB) {
-	t.Helper()
-	admin := os.Getenv("TEST_DATABASE_URL")
-	if admin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_DATABASE_URL is not set; CI must provide Postgres")
-		}
-		t.Skip("TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): skipping the cluster test")
-	}
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL: %v", err)
-	}
-	adminDB := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(admin)))
-	t.Cleanup(func() { adminDB.Close() })
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "deploy_test_" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := adminDB.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := adminDB.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	db = sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(u.String())))
-	t.Cleanup(func() { db.Close() })
-	return u.String(), db
-}
-
 func queryInt(t *testing.T, db *sql.DB, query string, args ...any) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -185,7 +146,9 @@ func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the cluster test starts 11 processes; skipped with -short")
 	}
-	dbURL, db := testDatabase(t)
+	dbURL := pgtest.Postgres(t).URL
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL)))
+	t.Cleanup(func() { db.Close() })
 	s := &stack{t: t, bin: binaries(t), log: t.TempDir(), dbURL: dbURL}
 	if dir := os.Getenv("DEPLOY_TEST_LOGS"); dir != "" {
 		s.log = dir // keep the process logs

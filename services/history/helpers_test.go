@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/services/history/internal/store"
-	"github.com/natschat/chat/services/history/internal/testdb"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/pgtest"
 )
 
 // backend is a database a test runs the service against.
@@ -36,7 +36,7 @@ var (
 		return store.Options{SQLitePath: cfg.SQLitePath, SQLiteBusyTimeout: time.Second}
 	}}
 	postgresBackend = backend{"postgres", func(t *testing.T, cfg *Config) store.Options {
-		cfg.DatabaseURL = testdb.Postgres(t).URL
+		cfg.DatabaseURL = pgtest.Postgres(t).URL
 		return store.Options{URL: cfg.DatabaseURL}
 	}}
 	backends = []backend{sqliteBackend, postgresBackend}

@@ -138,7 +138,9 @@ func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logge
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	q.stop(shutdownCtx, subs)
-	drain(shutdownCtx, nc, log)
+	if err := natsconn.Drain(shutdownCtx, nc); err != nil {
+		log.Warn("nats drain", "err", err)
+	}
 	log.Info("history stopped", "stored", c.stored.Load(), "bad", c.bad.Load())
 	return nil
 }
@@ -206,23 +208,6 @@ func ensureConsumer(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Lo
 		if !sleep(ctx, backoff) {
 			return nil, fmt.Errorf("set up consumer: %w", err)
 		}
-	}
-}
-
-// drain flushes the acks and replies still buffered and closes nc.
-func drain(ctx context.Context, nc *nats.Conn, log *slog.Logger) {
-	closed := nc.StatusChanged(nats.CLOSED)
-	defer nc.RemoveStatusListener(closed)
-	if err := nc.Drain(); err != nil {
-		log.Warn("nats drain", "err", err)
-		nc.Close()
-		return
-	}
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		log.Warn("nats drain timed out")
-		nc.Close()
 	}
 }
 

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/natschat/chat/services/history/internal/store"
-	"github.com/natschat/chat/services/history/internal/testdb"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/pgtest"
 )
 
 // TestKillAndRestart kills the history process with SIGKILL while 10,000
@@ -24,7 +24,7 @@ import (
 // which must end it cleanly.
 func TestKillAndRestart(t *testing.T) {
 	t.Parallel()
-	db := testdb.Postgres(t) // first: a skip should not build anything
+	db := pgtest.Postgres(t) // first: a skip should not build anything
 	bin := buildBinary(t)
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)

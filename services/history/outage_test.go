@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/natschat/chat/services/history/internal/store"
-	"github.com/natschat/chat/services/history/internal/testdb"
 	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/pgtest"
 )
 
 // outage makes a backend's database fail for writes and brings it back.
@@ -26,7 +26,7 @@ type outage struct {
 
 var outages = []outage{
 	{"postgres", func(t *testing.T, cfg *Config) (store.Options, func(), func()) {
-		db := testdb.Postgres(t)
+		db := pgtest.Postgres(t)
 		cfg.DatabaseURL = db.URL
 		return store.Options{URL: db.URL}, func() { db.Cut(t) }, func() { db.Restore(t) }
 	}},
@@ -170,7 +170,7 @@ func TestStartsBeforeDatabase(t *testing.T) {
 	nc := natstest.Connect(t, s)
 	cfg := testConfig(t, s)
 	cfg.AdminAddr = freeAddr(t)
-	db := testdb.Postgres(t)
+	db := pgtest.Postgres(t)
 	cfg.DatabaseURL = db.URL
 	db.Cut(t)
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natschat/chat/services/history/internal/testdb"
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/pgtest"
 )
 
 // BenchmarkSave is the history service's write path: one batch of 500
@@ -16,7 +16,7 @@ import (
 func BenchmarkSave(b *testing.B) {
 	dialects := map[string]func(b *testing.B) Options{
 		"sqlite":   func(b *testing.B) Options { return Options{SQLitePath: filepath.Join(b.TempDir(), "chat.db")} },
-		"postgres": func(b *testing.B) Options { return Options{URL: testdb.Postgres(b).URL} },
+		"postgres": func(b *testing.B) Options { return Options{URL: pgtest.Postgres(b).URL} },
 	}
 	for _, name := range []string{"postgres", "sqlite"} {
 		b.Run(name, func(b *testing.B) {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/natschat/chat/services/history/internal/testdb"
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/pgtest"
 )
 
 // TestStore runs one suite against every dialect, so SQLite and Postgres
@@ -21,7 +21,7 @@ func TestStore(t *testing.T) {
 			return open(t, Options{SQLitePath: filepath.Join(t.TempDir(), "sub", "chat.db")})
 		},
 		"postgres": func(t *testing.T) *Store {
-			return open(t, Options{URL: testdb.Postgres(t).URL})
+			return open(t, Options{URL: pgtest.Postgres(t).URL})
 		},
 	}
 	for name, newStore := range dialects {

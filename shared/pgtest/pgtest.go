@@ -1,7 +1,7 @@
-// Package testdb gives each test its own Postgres database on the server
+// Package pgtest gives each test its own Postgres database on the server
 // named by TEST_DATABASE_URL, and lets a test cut it off to simulate an
 // outage.
-package testdb
+package pgtest
 
 import (
 	"context"
@@ -45,7 +45,7 @@ func Postgres(t testing.TB) *DB {
 
 	b := make([]byte, 6)
 	rand.Read(b)
-	name := "history_test_" + hex.EncodeToString(b)
+	name := "chat_test_" + hex.EncodeToString(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
