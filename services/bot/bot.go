@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := svc.Stop(); err != nil {
 		log.Warn("stop bot service", "err", err)
 	}
-	return natsconn.Drain(nc)
+	return natsconn.Drain(context.Background(), nc)
 }
 
 // bot holds what the commands need.

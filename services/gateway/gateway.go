@@ -18,6 +18,7 @@ import (
 
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
+	"github.com/natschat/chat/shared/stream"
 )
 
 // Config is the gateway's configuration, read from GATEWAY_* variables.
@@ -97,7 +98,9 @@ func Serve(ctx context.Context, cfg Config, nc *nats.Conn, ln net.Listener, log 
 	if err := g.wait(sctx); err != nil {
 		log.Warn("websockets still open at shutdown timeout", "err", err)
 	}
-	if err := nc.Drain(); err != nil {
+	// Drained before Run's deferred Close: publishes still awaiting their
+	// ack and replies in flight get through.
+	if err := natsconn.Drain(sctx, nc); err != nil {
 		log.Warn("drain nats", "err", err)
 	}
 	if shutdownErr != nil {
@@ -149,13 +152,13 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	}
 	var chatStream jetstream.Stream
 	err = natsconn.Retry(ctx, log, "ensure CHAT stream", func(ctx context.Context) (err error) {
-		chatStream, err = ensureChat(ctx, js, cfg.Replicas)
+		chatStream, err = stream.Ensure(ctx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas}))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	b := &backlog{nc: nc, js: js, chat: chatStream, historyTimeout: cfg.HistoryTimeout, log: log}
+	b := &backlog{nc: nc, chat: chatStream, historyTimeout: cfg.HistoryTimeout, log: log}
 	g := &Gateway{
 		cfg:     cfg,
 		nc:      nc,

@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 	w.serve(ctx)
 	ready.Store(false)
 	log.Info("sms worker stopped pulling, draining")
-	return natsconn.Drain(nc)
+	return natsconn.Drain(context.Background(), nc)
 }
 
 // setup creates (or updates) what the worker needs: the SMS and SMS_DEAD

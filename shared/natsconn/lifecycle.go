@@ -35,8 +35,10 @@ func Retry(ctx context.Context, log *slog.Logger, what string, f func(context.Co
 }
 
 // Drain lets the subscriptions finish what they received, flushes what was
-// published, and waits for the connection to close.
-func Drain(nc *nats.Conn) error {
+// published, and waits for the connection to close, or for ctx: then it
+// closes the connection at once. nats.go's own drain timeout (30 s by
+// default) bounds the wait too.
+func Drain(ctx context.Context, nc *nats.Conn) error {
 	closed := nc.StatusChanged(nats.CLOSED)
 	defer nc.RemoveStatusListener(closed)
 	if err := nc.Drain(); err != nil {
@@ -48,14 +50,16 @@ func Drain(nc *nats.Conn) error {
 			nc.Close()
 			return nil
 		}
+		nc.Close()
 		return fmt.Errorf("drain nats: %w", err)
 	}
 	select {
 	case <-closed:
-	case <-time.After(nats.DefaultDrainTimeout + time.Second):
-		return errors.New("drain nats: timed out")
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("drain nats: %w", ctx.Err())
 	}
-	return nil
 }
 
 // Readiness reports a service ready once started is set and while nc is

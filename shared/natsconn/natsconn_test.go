@@ -90,7 +90,7 @@ func TestConnectBeforeServer(t *testing.T) {
 	if err := ready(); err == nil || !strings.Contains(err.Error(), "nats") {
 		t.Errorf("ready while disconnected: %v", err)
 	}
-	if err := Drain(nc); err != nil {
+	if err := Drain(context.Background(), nc); err != nil {
 		t.Errorf("drain of a connection still trying to connect: %v", err)
 	}
 }
@@ -123,7 +123,7 @@ func TestDrainWaitsForClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "connected", nc.IsConnected)
-	if err := Drain(nc); err != nil {
+	if err := Drain(context.Background(), nc); err != nil {
 		t.Fatal(err)
 	}
 	if !nc.IsClosed() {
