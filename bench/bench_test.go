@@ -199,6 +199,9 @@ func startDroppingProxy(t *testing.T, base string, nth int) string {
 			return
 		}
 		defer down.CloseNow()
+		// The path only: without ?batch=1 the gateway sends one frame per
+		// WebSocket message, so dropping every nth message drops every nth
+		// delivery.
 		up, _, err := websocket.Dial(r.Context(), upstream+r.URL.Path, nil)
 		if err != nil {
 			down.Close(websocket.StatusInternalError, "upstream: "+err.Error())

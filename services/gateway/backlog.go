@@ -26,7 +26,6 @@ var errResumeTooFar = errors.New("resume too far behind")
 // is down.
 type backlog struct {
 	nc             *nats.Conn
-	js             jetstream.JetStream
 	chat           jetstream.Stream
 	historyTimeout time.Duration
 	log            *slog.Logger
@@ -74,7 +73,7 @@ func (b *backlog) latest(ctx context.Context, room string, upTo uint64, n int) (
 		return nil, false, nil
 	}
 	resp, herr := b.askHistory(ctx, room, chat.HistoryRequest{Before: upTo + 1, Limit: n})
-	stored := storedRows(resp, herr)
+	stored := storedRows(resp)
 	if herr == nil && resp.StoredThrough >= upTo {
 		return stored, resp.HasMore, nil
 	}
@@ -116,7 +115,7 @@ func (b *backlog) after(ctx context.Context, room string, since, upTo uint64, ma
 			herr, stored = err, nil
 			break
 		}
-		rows := storedRows(resp, nil)
+		rows := storedRows(resp)
 		stored = append(stored, rows...)
 		if resp.StoredThrough >= from {
 			from = resp.StoredThrough + 1
@@ -157,10 +156,7 @@ func (b *backlog) after(ctx context.Context, room string, since, upTo uint64, ma
 // storedRows keeps the rows history is sure of: a row above stored_through
 // may sit next to a gap another history instance has not committed yet, so
 // those come from the stream instead.
-func storedRows(resp chat.HistoryResponse, err error) []chat.Message {
-	if err != nil {
-		return nil
-	}
+func storedRows(resp chat.HistoryResponse) []chat.Message {
 	rows := resp.Messages[:0:0]
 	for _, m := range resp.Messages {
 		if m.Seq <= resp.StoredThrough {
@@ -181,10 +177,10 @@ func (b *backlog) askHistory(ctx context.Context, room string, req chat.HistoryR
 		return resp, fmt.Errorf("history request: %w", err)
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return resp, fmt.Errorf("history reply: %w", err)
+		return chat.HistoryResponse{}, fmt.Errorf("history reply: %w", err)
 	}
 	if resp.Error != "" {
-		return resp, fmt.Errorf("history: %s", resp.Error)
+		return chat.HistoryResponse{}, fmt.Errorf("history: %s", resp.Error)
 	}
 	return resp, nil
 }
@@ -289,9 +285,4 @@ func (b *backlog) streamEach(ctx context.Context, room string, from, to uint64, 
 		}
 	}
 	return nil
-}
-
-// ensureChat creates the CHAT stream if needed and returns its handle.
-func ensureChat(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	return stream.Ensure(ctx, js, stream.ChatConfig(stream.Options{Replicas: replicas}))
 }

@@ -342,13 +342,15 @@ func (r *room) fill(from, to uint64) error {
 	return nil
 }
 
+// deliver sends m to every client of the room. Called on the room
+// goroutine only, which is also the only writer of r.last.
 func (r *room) deliver(m chat.Message) {
-	frame := encodeMessage(m)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if m.Seq <= r.last {
+	if m.Seq <= r.lastDelivered() {
 		return
 	}
+	frame := encodeMessage(m) // outside the lock: joins need not wait for it
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.last = m.Seq
 	if keep := r.hub.keepRecent; keep > 0 {
 		if len(r.recent) >= 2*keep {

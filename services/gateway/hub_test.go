@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/stream"
 )
 
 // TestRoomsStopWithTheirLastClient: rooms acquired and released in
@@ -21,12 +22,12 @@ func TestRoomsStopWithTheirLastClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := ensureChat(context.Background(), js, 1)
+	st, err := stream.Ensure(context.Background(), js, stream.ChatConfig(stream.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := testLogger(t)
-	b := &backlog{nc: nc, js: js, chat: st, historyTimeout: time.Second, log: log}
+	b := &backlog{nc: nc, chat: st, historyTimeout: time.Second, log: log}
 	h := newHub("gw", time.Second, nc, b, 16, 0, log)
 	h.metrics = newMetrics(h)
 	before := nc.NumSubscriptions()

@@ -85,7 +85,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Error("join room", "err", err)
 		c.close(websocket.StatusInternalError, "chat unavailable, try again")
-		g.endClient(c, nil)
+		g.endClient(c)
 		return
 	}
 	c.joined = rm
@@ -94,7 +94,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Error("backlog on join", "err", err)
 		c.close(websocket.StatusInternalError, "history unavailable, try again")
-		g.endClient(c, rm)
+		g.endClient(c)
 		return
 	}
 	// The backlog, then what arrived live meanwhile, written here before
@@ -102,7 +102,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	for frames := [][]byte{first}; len(frames) > 0; frames = rm.takePending(c) {
 		for _, f := range frames {
 			if err := c.write(f); err != nil {
-				g.endClient(c, rm)
+				g.endClient(c)
 				return
 			}
 		}
@@ -114,18 +114,18 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// connection's life keeps an idle client small, and the request is
 	// freed.
 	go func() {
-		defer g.endClient(c, rm)
+		defer g.endClient(c)
 		g.readLoop(ctx, c)
 	}()
 }
 
 // endClient closes c (waiting for the close handshake), takes it out of its
 // room and releases the connection.
-func (g *Gateway) endClient(c *client, rm *room) {
+func (g *Gateway) endClient(c *client) {
 	c.close(websocket.StatusNormalClosure, "")
 	<-c.closed
-	if rm != nil {
-		g.hub.release(rm, c)
+	if c.joined != nil {
+		g.hub.release(c.joined, c)
 	}
 	c.cancel()
 	g.untrack(c)
