@@ -34,7 +34,7 @@ type Config struct {
 	natsconn.Config
 	config.Log
 	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
-	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz and /readyz HTTP server, e.g. :8081 (empty: off)"`
+	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
 }
 
 // Error codes of a refused command, as the gateway forwards them to browsers.

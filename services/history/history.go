@@ -47,7 +47,7 @@ type Config struct {
 	AckWait     time.Duration `split_words:"true" default:"30s" desc:"consumer ack wait: a batch not acked in this time is redelivered"`
 	Replicas    int           `default:"1" desc:"JetStream replicas of the CHAT stream (3 on a cluster)"`
 
-	AdminAddr       string        `split_words:"true" desc:"admin HTTP address for /healthz and /readyz, e.g. :9102 (empty: off)"`
+	AdminAddr       string        `split_words:"true" desc:"admin HTTP address for /healthz, /readyz and /metrics, e.g. :9102 (empty: off)"`
 	QueryWorkers    int           `split_words:"true" default:"16" desc:"history queries served at once; more are answered with a busy error"`
 	QueryTimeout    time.Duration `split_words:"true" default:"5s" desc:"database time limit of one history query"`
 	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"time allowed for finishing the in-flight batch and draining on shutdown"`

@@ -38,7 +38,7 @@ type Config struct {
 	SentTTL     time.Duration   `split_words:"true" default:"24h" desc:"how long sent task ids are remembered, so a redelivered task is not sent twice"`
 	FakeDelay   time.Duration   `split_words:"true" default:"0s" desc:"fake sender: how long one send takes"`
 	FakeFail    string          `split_words:"true" default:"never" desc:"fake sender: always, never, or a failure rate between 0 and 1"`
-	AdminAddr   string          `split_words:"true" default:"" desc:"listen address of the /healthz and /readyz HTTP server, e.g. :8082 (empty: off)"`
+	AdminAddr   string          `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8082 (empty: off)"`
 }
 
 func (cfg Config) validate() error {
