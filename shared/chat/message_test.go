@@ -86,6 +86,9 @@ func TestGolden(t *testing.T) {
 		"presence.json":         Presence{Room: "lobby", User: "alice", Event: PresenceJoin, Gateway: "gw1", TS: ts},
 		"presence_here.json":    Presence{Room: "lobby", Users: []string{"alice", "bob"}, Event: PresenceHere, Gateway: "gw1", TS: ts},
 	}
+	for file, v := range goldenFrames() {
+		payloads[file] = v
+	}
 	for file, v := range payloads {
 		t.Run(file, func(t *testing.T) {
 			got, err := json.MarshalIndent(v, "", "  ")

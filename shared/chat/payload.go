@@ -17,7 +17,7 @@ type BotRequest struct {
 type BotReply struct {
 	OK     bool   `json:"ok"`
 	Error  string `json:"error,omitempty"`
-	Code   string `json:"code,omitempty"`
+	Code   Code   `json:"code,omitempty"`
 	Notice string `json:"notice,omitempty"`
 	// Commands lists the bot's commands in the answer to /help, so that a
 	// UI can offer them without keeping its own copy.

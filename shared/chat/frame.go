@@ -1,0 +1,142 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// FrameType names a WebSocket frame of the browser protocol: every frame is
+// a JSON object whose "type" field is one of these.
+type FrameType string
+
+// Frame types. Browsers send message and history frames; the gateway sends
+// every type.
+const (
+	FrameMessage  FrameType = "message"
+	FrameHistory  FrameType = "history"
+	FrameError    FrameType = "error"
+	FrameNotice   FrameType = "notice"
+	FramePresence FrameType = "presence"
+)
+
+// Code is the machine-readable reason of an error frame (and of a refused
+// bot command, which the gateway forwards as one).
+type Code string
+
+// Error codes. An error frame never closes the socket: the client may go on.
+const (
+	// CodeInvalid: a malformed frame, a bad field, an empty text.
+	CodeInvalid Code = "invalid"
+	// CodeTooLong: a text over MaxTextLen characters.
+	CodeTooLong Code = "too_long"
+	// CodeRateLimited: too many frames, or too many commands in flight.
+	CodeRateLimited Code = "rate_limited"
+	// CodeUnavailable: storage or history could not be reached; try again.
+	CodeUnavailable Code = "unavailable"
+	// CodeBotUnavailable: no bot answered the command.
+	CodeBotUnavailable Code = "bot_unavailable"
+	// CodeUnknownCommand: the bot has no such command (see /help).
+	CodeUnknownCommand Code = "unknown_command"
+)
+
+// ClientFrame is any frame a browser sends; Type says which fields apply:
+// message (Text, ClientID) or history (Before, Limit).
+type ClientFrame struct {
+	Type     FrameType `json:"type"`
+	Text     string    `json:"text,omitempty"`
+	ClientID string    `json:"client_id,omitempty"`
+	Before   uint64    `json:"before,omitempty"`
+	Limit    int       `json:"limit,omitempty"`
+}
+
+// MessageFrame carries one stored message, live or as the sender's
+// acknowledgement (it then has the sender's ClientID).
+type MessageFrame struct {
+	Type FrameType `json:"type"`
+	Message
+}
+
+// HistoryFrame carries messages in seq order: the backlog on join or resume,
+// or a page asked for with a history frame.
+type HistoryFrame struct {
+	Type     FrameType `json:"type"`
+	Messages []Message `json:"messages"`
+	// HasMore says older messages exist before the first one.
+	HasMore bool `json:"has_more"`
+	// Reset tells a resuming client that more was missed than a resume
+	// carries: it drops what it shows and starts from these messages.
+	Reset bool `json:"reset,omitempty"`
+}
+
+// ErrorFrame reports a refused frame or command.
+type ErrorFrame struct {
+	Type    FrameType `json:"type"`
+	Code    Code      `json:"code"`
+	Message string    `json:"message"`
+	// ClientID names the message the error is about, if any.
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// NoticeFrame is a private answer to a command (an acknowledgement, /help).
+type NoticeFrame struct {
+	Type FrameType `json:"type"`
+	Text string    `json:"text"`
+	// ClientID names the command this answers.
+	ClientID string    `json:"client_id,omitempty"`
+	Commands []Command `json:"commands,omitempty"`
+}
+
+// PresenceFrame is who is online in the room, and who joined or left since
+// the previous presence frame.
+type PresenceFrame struct {
+	Type   FrameType `json:"type"`
+	Users  []string  `json:"users"`
+	Joined []string  `json:"joined,omitempty"`
+	Left   []string  `json:"left,omitempty"`
+}
+
+// ServerFrame decodes any frame the gateway sends, for clients that read
+// them all (tests, the benchmark tool): Type says which fields are set.
+type ServerFrame struct {
+	Type FrameType `json:"type"`
+	// message
+	Message
+	// history
+	Messages []Message `json:"messages"`
+	HasMore  bool      `json:"has_more"`
+	Reset    bool      `json:"reset"`
+	// error
+	Code  Code   `json:"code"`
+	Error string `json:"message"`
+	// notice (Text and ClientID are the message's fields)
+	Commands []Command `json:"commands"`
+	// presence
+	Users  []string `json:"users"`
+	Joined []string `json:"joined"`
+	Left   []string `json:"left"`
+}
+
+// DecodeFrames decodes one WebSocket message from the gateway. A client
+// that connected with ?batch=1 may get several frames in one message,
+// separated by newlines (JSON encoding never puts a raw newline in a frame).
+func DecodeFrames(data []byte) ([]ServerFrame, error) {
+	var frames []ServerFrame
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		var f ServerFrame
+		if err := json.Unmarshal(line, &f); err != nil {
+			return frames, fmt.Errorf("decode frame %.80q: %w", line, err)
+		}
+		if f.Type == "" {
+			return frames, fmt.Errorf("decode frame %.80q: no type", line)
+		}
+		frames = append(frames, f)
+	}
+	return frames, nil
+}
