@@ -37,13 +37,6 @@ type Config struct {
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
 }
 
-// Error codes of a refused command, as the gateway forwards them to browsers.
-const (
-	codeInvalid        = "invalid"
-	codeUnknownCommand = "unknown_command"
-	codeUnavailable    = "unavailable"
-)
-
 // requestTimeout bounds the work of one command (a JetStream publish), so a
 // NATS outage answers "unavailable" instead of holding the requester.
 const requestTimeout = 5 * time.Second
@@ -151,13 +144,16 @@ func encodeReply(r chat.BotReply) []byte {
 }
 
 // refusal is a command error the user sees, with its code. Any other error
-// is an outage, answered with codeUnavailable.
-type refusal struct{ code, msg string }
+// is an outage, answered with chat.CodeUnavailable.
+type refusal struct {
+	code chat.Code
+	msg  string
+}
 
 func (r *refusal) Error() string { return r.msg }
 
 func invalidf(format string, args ...any) error {
-	return &refusal{code: codeInvalid, msg: fmt.Sprintf(format, args...)}
+	return &refusal{code: chat.CodeInvalid, msg: fmt.Sprintf(format, args...)}
 }
 
 // request is a validated BotRequest split into its command and arguments.
@@ -187,7 +183,7 @@ func (b *bot) handle(ctx context.Context, data []byte) chat.BotReply {
 		return chat.BotReply{Code: r.code, Error: r.msg}
 	default:
 		b.log.Error("bot command failed", "room", req.Room, "user", req.User, "command", req.name, "err", err)
-		return chat.BotReply{Code: codeUnavailable, Error: fmt.Sprintf("/%s could not be completed right now, please try again", req.name)}
+		return chat.BotReply{Code: chat.CodeUnavailable, Error: fmt.Sprintf("/%s could not be completed right now, please try again", req.name)}
 	}
 }
 
@@ -215,7 +211,7 @@ func parseRequest(data []byte) (request, error) {
 func (b *bot) run(ctx context.Context, req *request) (notice string, err error) {
 	cmd, ok := b.byName[req.name]
 	if !ok {
-		return "", &refusal{code: codeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", req.name)}
+		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", req.name)}
 	}
 	switch want := len(cmd.args); {
 	case len(req.args) < want:

@@ -251,7 +251,7 @@ func TestRefusals(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, payload string
-		code          string
+		code          chat.Code
 		errHas        []string
 	}{
 		{"unknown command", `{"id":"1","room":"lobby","user":"alice","text":"/nope"}`,

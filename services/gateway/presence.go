@@ -16,13 +16,6 @@ import (
 // (it crashed) has its users dropped after presenceExpiry periods.
 const presenceExpiry = 3
 
-type presenceFrame struct {
-	Type   string   `json:"type"`
-	Users  []string `json:"users"`
-	Joined []string `json:"joined,omitempty"`
-	Left   []string `json:"left,omitempty"`
-}
-
 // remoteGateway is what another gateway last said about a room.
 type remoteGateway struct {
 	users map[string]bool
@@ -136,7 +129,7 @@ func (r *room) broadcastPresence() {
 	if slices.Equal(now, r.online) {
 		return
 	}
-	f := presenceFrame{Type: framePresence, Users: now}
+	f := chat.PresenceFrame{Type: chat.FramePresence, Users: now}
 	for _, u := range now {
 		if _, ok := slices.BinarySearch(r.online, u); !ok {
 			f.Joined = append(f.Joined, u)
@@ -163,5 +156,5 @@ func (r *room) presenceFrameLocked(user string) []byte {
 		users = slices.Insert(slices.Clone(users), 0, user)
 		slices.Sort(users)
 	}
-	return mustJSON(presenceFrame{Type: framePresence, Users: users})
+	return mustJSON(chat.PresenceFrame{Type: chat.FramePresence, Users: users})
 }

@@ -133,8 +133,8 @@ func (g *Gateway) endClient(c *client) {
 }
 
 // fail sends c an error frame.
-func (g *Gateway) fail(c *client, code, message, clientID string) {
-	g.metrics.errors.WithLabelValues(code).Inc()
+func (g *Gateway) fail(c *client, code chat.Code, message, clientID string) {
+	g.metrics.errors.WithLabelValues(string(code)).Inc()
 	c.send(encodeError(code, message, clientID))
 }
 
@@ -148,7 +148,7 @@ func (g *Gateway) fail(c *client, code, message, clientID string) {
 // without a history request or a stream read: a reconnect storm costs
 // nothing but frames.
 func (g *Gateway) joinBacklog(ctx context.Context, room string, since, upTo uint64, resume bool, recent []chat.Message) ([]byte, error) {
-	f := historyFrame{Type: frameHistory, Messages: []chat.Message{}}
+	f := chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}}
 	if resume && len(recent) > 0 && recent[0].Seq <= since {
 		i, _ := slices.BinarySearchFunc(recent, since+1, func(m chat.Message, seq uint64) int { return cmp.Compare(m.Seq, seq) })
 		f.Messages = recent[i:]
@@ -201,41 +201,41 @@ func (g *Gateway) readLoop(ctx context.Context, c *client) {
 				c.close(websocket.StatusPolicyViolation, "too many frames")
 				return
 			}
-			g.fail(c, codeRateLimited, "slow down: too many messages", "")
+			g.fail(c, chat.CodeRateLimited, "slow down: too many messages", "")
 			continue
 		}
 		violations = 0
 		if typ != websocket.MessageText {
-			g.fail(c, codeInvalid, "binary frames are not supported: send JSON text frames", "")
+			g.fail(c, chat.CodeInvalid, "binary frames are not supported: send JSON text frames", "")
 			continue
 		}
-		var f inFrame
+		var f chat.ClientFrame
 		if err := json.Unmarshal(data, &f); err != nil {
-			g.fail(c, codeInvalid, "malformed JSON frame: "+err.Error(), "")
+			g.fail(c, chat.CodeInvalid, "malformed JSON frame: "+err.Error(), "")
 			continue
 		}
 		switch f.Type {
-		case frameMessage:
+		case chat.FrameMessage:
 			g.onMessage(ctx, c, f)
-		case frameHistory:
+		case chat.FrameHistory:
 			g.onHistory(ctx, c, f)
 		default:
-			g.fail(c, codeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), "")
+			g.fail(c, chat.CodeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), "")
 		}
 	}
 }
 
-func (g *Gateway) onMessage(ctx context.Context, c *client, f inFrame) {
+func (g *Gateway) onMessage(ctx context.Context, c *client, f chat.ClientFrame) {
 	if err := chat.ValidateText(f.Text); err != nil {
-		code, msg := codeInvalid, "message text is empty"
+		code, msg := chat.CodeInvalid, "message text is empty"
 		if errors.Is(err, chat.ErrTextTooLong) {
-			code, msg = codeTooLong, fmt.Sprintf("message text is longer than %d characters", chat.MaxTextLen)
+			code, msg = chat.CodeTooLong, fmt.Sprintf("message text is longer than %d characters", chat.MaxTextLen)
 		}
 		g.fail(c, code, msg, f.ClientID)
 		return
 	}
 	if len(f.ClientID) > chat.MaxClientIDLen {
-		g.fail(c, codeInvalid, fmt.Sprintf("client_id is longer than %d bytes", chat.MaxClientIDLen), "")
+		g.fail(c, chat.CodeInvalid, fmt.Sprintf("client_id is longer than %d bytes", chat.MaxClientIDLen), "")
 		return
 	}
 	if strings.HasPrefix(f.Text, "/") {
@@ -263,7 +263,7 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f inFrame) {
 	if err != nil {
 		<-c.publishing
 		g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
-		g.fail(c, codeUnavailable, "message not sent: chat storage unavailable, try again", f.ClientID)
+		g.fail(c, chat.CodeUnavailable, "message not sent: chat storage unavailable, try again", f.ClientID)
 		return
 	}
 	c.mu.Lock()
@@ -295,7 +295,7 @@ func (g *Gateway) awaitAcks(c *client) {
 			g.metrics.messagesIn.Inc()
 		case err := <-p.future.Err():
 			g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
-			g.fail(c, codeUnavailable, "message not sent: chat storage unavailable, try again", p.clientID)
+			g.fail(c, chat.CodeUnavailable, "message not sent: chat storage unavailable, try again", p.clientID)
 		}
 		<-c.publishing
 	}
@@ -303,11 +303,11 @@ func (g *Gateway) awaitAcks(c *client) {
 
 // onCommand sends a command line to the bot. It runs in the background so a
 // slow bot does not hold up the client's chat; c.commands bounds how many.
-func (g *Gateway) onCommand(ctx context.Context, c *client, f inFrame) {
+func (g *Gateway) onCommand(ctx context.Context, c *client, f chat.ClientFrame) {
 	select {
 	case c.commands <- struct{}{}:
 	default:
-		g.fail(c, codeRateLimited, "wait for your previous commands to finish", f.ClientID)
+		g.fail(c, chat.CodeRateLimited, "wait for your previous commands to finish", f.ClientID)
 		return
 	}
 	id := randomID()
@@ -323,43 +323,43 @@ func (g *Gateway) onCommand(ctx context.Context, c *client, f inFrame) {
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
 			g.metrics.commands.WithLabelValues("no_bot").Inc()
-			g.fail(c, codeBotUnavailable, "no bot is running: commands are unavailable right now", f.ClientID)
+			g.fail(c, chat.CodeBotUnavailable, "no bot is running: commands are unavailable right now", f.ClientID)
 			return
 		case err != nil:
 			g.metrics.commands.WithLabelValues("timeout").Inc()
 			if ctx.Err() == nil {
 				g.log.Warn("bot request", "room", c.room, "user", c.user, "err", err)
-				g.fail(c, codeBotUnavailable, "the bot did not answer in time, try again", f.ClientID)
+				g.fail(c, chat.CodeBotUnavailable, "the bot did not answer in time, try again", f.ClientID)
 			}
 			return
 		}
 		var reply chat.BotReply
 		if err := json.Unmarshal(msg.Data, &reply); err != nil {
-			g.fail(c, codeBotUnavailable, "the bot sent a malformed answer", f.ClientID)
+			g.fail(c, chat.CodeBotUnavailable, "the bot sent a malformed answer", f.ClientID)
 			return
 		}
 		g.metrics.commands.WithLabelValues(map[bool]string{true: "ok", false: "refused"}[reply.OK]).Inc()
 		if !reply.OK {
 			code := reply.Code
 			if code == "" {
-				code = codeInvalid
+				code = chat.CodeInvalid
 			}
 			g.fail(c, code, reply.Error, f.ClientID)
 			return
 		}
 		if reply.Notice != "" || len(reply.Commands) > 0 {
-			c.send(mustJSON(noticeFrame{Type: frameNotice, Text: reply.Notice, ClientID: f.ClientID, Commands: reply.Commands}))
+			c.send(mustJSON(chat.NoticeFrame{Type: chat.FrameNotice, Text: reply.Notice, ClientID: f.ClientID, Commands: reply.Commands}))
 		}
 	}()
 }
 
-func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
+func (g *Gateway) onHistory(ctx context.Context, c *client, f chat.ClientFrame) {
 	limit := f.Limit
 	switch {
 	case limit == 0:
 		limit = g.cfg.HistoryOnJoin
 	case limit < 0 || limit > g.cfg.PageMax:
-		g.fail(c, codeInvalid, fmt.Sprintf("limit must be from 1 to %d", g.cfg.PageMax), "")
+		g.fail(c, chat.CodeInvalid, fmt.Sprintf("limit must be from 1 to %d", g.cfg.PageMax), "")
 		return
 	}
 	upTo := f.Before - 1
@@ -371,10 +371,10 @@ func (g *Gateway) onHistory(ctx context.Context, c *client, f inFrame) {
 	msgs, more, err := g.backlog.latest(ctx, c.room, upTo, limit)
 	if err != nil {
 		g.log.Warn("history page", "room", c.room, "err", err)
-		g.fail(c, codeUnavailable, "history unavailable, try again", "")
+		g.fail(c, chat.CodeUnavailable, "history unavailable, try again", "")
 		return
 	}
-	c.send(mustJSON(historyFrame{Type: frameHistory, Messages: nonNil(msgs), HasMore: more}))
+	c.send(mustJSON(chat.HistoryFrame{Type: chat.FrameHistory, Messages: nonNil(msgs), HasMore: more}))
 }
 
 // requestID derives a stable id from what the browser sent, so a resent
