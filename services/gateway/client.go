@@ -6,17 +6,17 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
 // client is one browser WebSocket in a room. The room queues shared frames
 // without ever blocking; a client whose queue is full is too slow and is
-// disconnected instead of stalling the room.
+// closed instead of stalling the room.
 //
 // An idle client costs its reader goroutine and nothing else: the writer
 // goroutine runs only while frames are queued, and the queue is released
-// when it empties.
+// when it empties. Every goroutine a client starts (writer, ack waiter,
+// commands) is counted in wg, which endClient waits for.
 type client struct {
 	conn *websocket.Conn
 	room string
@@ -24,41 +24,52 @@ type client struct {
 	// batch: the client accepts several frames in one WebSocket message,
 	// separated by newlines, so a client that fell behind catches up with
 	// one write instead of one per frame.
-	batch    bool
-	maxQueue int
+	batch bool
+	limit queueLimit
 
-	// since is the seq a resuming client already has.
-	since uint64
 	// joined is the client's room, set before its reads start.
 	joined *room
 
-	// joining and pending are guarded by the room's mutex: while joining,
-	// live frames wait in pending until the backlog is written.
+	// The fields below are guarded by mu.
+	mu sync.Mutex
+	// skipThrough: room frames with a seq up to it are not sent; a
+	// resuming client that was ahead of this gateway's room has them.
+	skipThrough uint64
+	// joining: the backlog is being written by the join; live frames wait
+	// in pending meanwhile, then the client goes live (see room.subscribe).
 	joining bool
 	pending [][]byte
-
-	mu      sync.Mutex
 	queue   [][]byte // frames not yet taken by the writer
+	queued  int      // bytes in queue
 	writing bool     // a writer goroutine is running
-	gone    bool
+	reason  closeReason
+	gone    bool // closing: nothing more is queued or started
+	// acks are the futures of the client's messages stored asynchronously,
+	// awaited in order by a goroutine that runs only while there are some.
+	acks     []pendingAck
+	awaiting bool
 
-	// slow counts clients dropped for a full queue.
-	slow prometheus.Counter
+	wg sync.WaitGroup
 
 	limiter *rate.Limiter
 	// commands bounds the bot requests in flight for this client.
 	commands chan struct{}
-	// publishing bounds the client's messages stored asynchronously and not
-	// yet acknowledged by JetStream; acks (guarded by mu) are their futures,
-	// awaited in order by a goroutine that runs only while there are some.
+	// publishing bounds the client's messages not yet acknowledged by
+	// JetStream.
 	publishing chan struct{}
-	acks       []pendingAck
-	awaiting   bool
 
-	// cancel ends the client's background work (commands, backlog reads).
-	cancel    context.CancelFunc
-	closeOnce sync.Once
-	closed    chan struct{} // closed when the close handshake is over
+	// ctx ends the client's background work (commands, backlog reads)
+	// when it goes; cancel is called by close.
+	ctx    context.Context
+	cancel context.CancelFunc
+	closed chan struct{} // closed when the close handshake is over
+}
+
+// queueLimit bounds what may wait to be written to one client, in frames
+// and in bytes. One frame always fits an empty queue, however large.
+type queueLimit struct {
+	frames int
+	bytes  int
 }
 
 // pendingAck is a message sent to JetStream, not yet acknowledged.
@@ -75,75 +86,112 @@ const maxPending = 4096
 const maxBatch = 64 << 10
 
 // push queues a room frame; seq is the message's, 0 for other frames.
-// Called with the room's mutex held.
 func (c *client) push(frame []byte, seq uint64) {
-	if seq != 0 && seq <= c.since {
-		// A resuming client that was ahead of this gateway's room (it came
-		// from a gateway whose feed was a little faster) has this one.
-		return
-	}
-	if c.joining {
+	c.mu.Lock()
+	switch {
+	case c.gone || (seq != 0 && seq <= c.skipThrough):
+		c.mu.Unlock()
+	case c.joining:
 		if len(c.pending) >= maxPending {
-			c.dropSlow()
+			c.mu.Unlock()
+			c.close(reasonSlow)
 			return
 		}
 		c.pending = append(c.pending, frame)
-		return
+		c.mu.Unlock()
+	default:
+		c.enqueueLocked(frame)
 	}
-	c.send(frame)
 }
 
-// send queues a frame without blocking; a full queue disconnects the client.
+// send queues a frame for this client alone (an error, a notice, a page).
 func (c *client) send(frame []byte) {
 	c.mu.Lock()
 	if c.gone {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue) >= c.maxQueue {
+	c.enqueueLocked(frame)
+}
+
+// enqueueLocked queues frame and unlocks c.mu; a full queue closes the
+// client.
+func (c *client) enqueueLocked(frame []byte) {
+	if len(c.queue) > 0 && (len(c.queue) >= c.limit.frames || c.queued+len(frame) > c.limit.bytes) {
 		c.mu.Unlock()
-		c.dropSlow()
+		c.close(reasonSlow)
 		return
 	}
 	c.queue = append(c.queue, frame)
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-}
-
-func (c *client) dropSlow() {
-	c.mu.Lock()
-	gone := c.gone
-	c.mu.Unlock()
-	if !gone {
-		c.slow.Inc()
-		c.close(websocket.StatusPolicyViolation, "too slow: send queue full")
-	}
-}
-
-// close closes the socket once, in the background: a close handshake waits
-// for the peer, and callers hold locks. The first code and reason win.
-func (c *client) close(code websocket.StatusCode, reason string) {
-	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		c.gone = true
-		c.queue = nil
+	c.queued += len(frame)
+	if c.writing {
 		c.mu.Unlock()
-		if c.cancel != nil {
-			c.cancel()
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go c.writeLoop()
+}
+
+// goLive writes the join's backlog frame, then the live frames that
+// arrived meanwhile, then hands over to the send queue. It runs on the
+// connection's goroutine before reads start; the backlog does not fit a
+// bounded queue, and the pending frames must follow it in order.
+func (c *client) goLive(backlog []byte) error {
+	if err := c.write(backlog); err != nil {
+		return err
+	}
+	for {
+		c.mu.Lock()
+		frames := c.pending
+		c.pending = nil
+		if len(frames) == 0 {
+			c.joining = false
+			c.mu.Unlock()
+			return nil
 		}
-		go func() {
-			defer close(c.closed)
-			c.conn.Close(code, reason)
-		}()
-	})
+		c.mu.Unlock()
+		for _, f := range frames {
+			if err := c.write(f); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// close starts closing the client for reason, once: the first reason
+// wins. The close handshake runs in the background, since it waits for
+// the peer and callers may hold the room's lock.
+func (c *client) close(reason closeReason) {
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.gone, c.reason = true, reason
+	c.queue, c.queued, c.pending = nil, 0, nil
+	c.wg.Add(1)
+	c.mu.Unlock()
+	c.cancel()
+	go func() {
+		defer c.wg.Done()
+		defer close(c.closed)
+		code, text := reason.status()
+		c.conn.Close(code, text)
+	}()
+}
+
+// closeReason says why it closed, once it has.
+func (c *client) closeReason() closeReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
 }
 
 // writeLoop writes what is queued and exits when the queue is empty.
 func (c *client) writeLoop() {
+	defer c.wg.Done()
 	var spare [][]byte
 	var buf []byte
 	for {
@@ -155,7 +203,7 @@ func (c *client) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		c.queue = spare[:0]
+		c.queue, c.queued = spare[:0], 0
 		c.mu.Unlock()
 
 		var err error
@@ -169,7 +217,10 @@ func (c *client) writeLoop() {
 			}
 		}
 		if err != nil {
-			c.close(websocket.StatusPolicyViolation, "write failed")
+			c.close(reasonWriteFailed)
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
 			return
 		}
 		clear(frames)
@@ -206,4 +257,19 @@ func (c *client) writeBatched(frames [][]byte, buf []byte) ([]byte, error) {
 // write deadline (see deadlineConn), not a context.
 func (c *client) write(frame []byte) error {
 	return c.conn.Write(context.Background(), websocket.MessageText, frame)
+}
+
+// spawn runs f on a goroutine the client owns, unless it is closing.
+func (c *client) spawn(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gone {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
 }

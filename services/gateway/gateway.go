@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -30,6 +29,8 @@ type Config struct {
 	// AllowedOrigins empty means same-origin WebSockets only.
 	AllowedOrigins   []string      `split_words:"true" desc:"origin host patterns allowed to open WebSockets besides the gateway's own host, comma-separated (e.g. chat.example.com,*.example.org); empty: same origin only"`
 	SendQueue        int           `split_words:"true" default:"256" desc:"frames queued per client before it is disconnected as too slow"`
+	SendQueueBytes   int           `split_words:"true" default:"4194304" desc:"bytes queued per client before it is disconnected as too slow (one frame always fits)"`
+	RecentBytes      int           `split_words:"true" default:"262144" desc:"bytes of its newest messages each active room keeps in memory to serve joins and short resumes"`
 	HistoryOnJoin    int           `split_words:"true" default:"50" desc:"messages sent to a client when it joins"`
 	ResumeMax        int           `split_words:"true" default:"1000" desc:"most messages a ?since= resume sends; further behind, the client gets a reset"`
 	PageMax          int           `split_words:"true" default:"200" desc:"most messages of one history page"`
@@ -127,7 +128,7 @@ type Gateway struct {
 	cfg     Config
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	backlog *backlog
+	joiner  joiner
 	hub     *hub
 	metrics *metrics
 	log     *slog.Logger
@@ -158,16 +159,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if err != nil {
 		return nil, err
 	}
-	b := &backlog{nc: nc, chat: chatStream, historyTimeout: cfg.HistoryTimeout, log: log}
+	src := &natsSource{nc: nc, chat: chatStream, historyTimeout: cfg.HistoryTimeout, log: log}
 	g := &Gateway{
 		cfg:     cfg,
 		nc:      nc,
 		js:      js,
-		backlog: b,
-		hub:     newHub(cfg.ID, cfg.PresenceInterval, nc, b, 4096, cfg.HistoryOnJoin, log),
+		joiner:  joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax},
 		log:     log,
 		clients: make(map[*client]struct{}),
 	}
+	g.hub = newHub(cfg.ID, cfg.PresenceInterval, nc, src, log)
+	g.hub.keepRecent, g.hub.keepBytes = cfg.HistoryOnJoin, cfg.RecentBytes
 	g.metrics = newMetrics(g.hub)
 	g.hub.metrics = g.metrics
 	g.routes()
@@ -189,11 +191,12 @@ func (g *Gateway) Close() {
 	defer g.mu.Unlock()
 	g.closing = true
 	for c := range g.clients {
-		c.close(websocket.StatusGoingAway, "server shutting down")
+		c.close(reasonShutdown)
 	}
 }
 
-// wait returns when every WebSocket handler has finished, or ctx is done.
+// wait returns when every client has ended (with every goroutine it
+// started) and every room has stopped, or when ctx is done.
 func (g *Gateway) wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {

@@ -27,8 +27,9 @@ func TestRoomsStopWithTheirLastClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := testLogger(t)
-	b := &backlog{nc: nc, chat: st, historyTimeout: time.Second, log: log}
-	h := newHub("gw", time.Second, nc, b, 16, 0, log)
+	src := &natsSource{nc: nc, chat: st, historyTimeout: time.Second, log: log}
+	h := newHub("gw", time.Second, nc, src, log)
+	h.feedBuffer = 16
 	h.metrics = newMetrics(h)
 	before := nc.NumSubscriptions()
 	var wg sync.WaitGroup

@@ -15,6 +15,8 @@ type metrics struct {
 	slowClients     prometheus.Counter
 	gapFills        prometheus.Counter
 	badFeedMessages prometheus.Counter
+	badPresence     prometheus.Counter
+	disconnects     *prometheus.CounterVec
 	errors          *prometheus.CounterVec
 	commands        *prometheus.CounterVec
 }
@@ -40,6 +42,12 @@ func newMetrics(h *hub) *metrics {
 		badFeedMessages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_gateway_bad_messages_total", Help: "Stored messages skipped because their payload is invalid.",
 		}),
+		badPresence: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_bad_presence_total", Help: "Presence events from NATS dropped because they are invalid.",
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_gateway_disconnects_total", Help: "WebSocket connections ended, by reason (left, slow, abusive, too_big, protocol_error, write_failed, unavailable, shutdown).",
+		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_gateway_error_frames_total", Help: "Error frames sent to clients, by code.",
 		}, []string{"code"}),
@@ -48,7 +56,7 @@ func newMetrics(h *hub) *metrics {
 		}, []string{"outcome"}),
 	}
 	m.registry.MustRegister(
-		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.errors, m.commands,
+		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.badPresence, m.disconnects, m.errors, m.commands,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chat_gateway_rooms", Help: "Rooms with clients on this gateway.",
 		}, func() float64 { r, _ := h.stats(); return float64(r) }),

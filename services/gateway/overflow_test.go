@@ -68,7 +68,7 @@ loop:
 	g.hub.mu.Lock()
 	var dropped int
 	for _, r := range g.hub.rooms {
-		d, _ := r.sub.Dropped()
+		d, _ := r.feed.sub.Dropped()
 		dropped = d
 	}
 	g.hub.mu.Unlock()

@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"encoding/json"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -16,84 +16,222 @@ import (
 // (it crashed) has its users dropped after presenceExpiry periods.
 const presenceExpiry = 3
 
+// presenceCoalesce is how long presence changes gather before clients are
+// told: a thousand people joining a room make a few presence frames, not a
+// thousand frames to each of them.
+const presenceCoalesce = 200 * time.Millisecond
+
+// presence tracks who is online in one room and tells this gateway's
+// clients. Everything it holds is owned by its goroutine (run): local
+// joins and leaves arrive as messages, other gateways' events from NATS.
+type presence struct {
+	room    string
+	gateway string // this gateway's id
+	every   time.Duration
+	now     func() time.Time
+	nc      *nats.Conn
+	metrics *metrics
+	log     *slog.Logger
+
+	events chan presenceEvent
+	remote chan *nats.Msg
+	sub    *nats.Subscription
+	done   chan struct{}
+
+	// Owned by run.
+	clients  map[*client]struct{} // the local clients told about presence
+	local    map[string]int       // connections per user on this gateway
+	gateways map[string]*remoteGateway
+	online   []string // the online list clients were last told
+}
+
+// presenceEvent is a client of this gateway joining or leaving the room.
+type presenceEvent struct {
+	c    *client
+	join bool
+}
+
 // remoteGateway is what another gateway last said about a room.
 type remoteGateway struct {
 	users map[string]bool
 	seen  time.Time
 }
 
-func (r *room) publishPresence(event, user string, users []string) {
-	p := chat.Presence{Room: r.name, Event: event, Gateway: r.hub.id, User: user, Users: users, TS: time.Now().UTC()}
-	if err := r.hub.nc.Publish(chat.PresenceSubject(r.name), mustJSON(p)); err != nil {
-		r.hub.log.Warn("publish presence", "room", r.name, "event", event, "err", err)
+func newPresence(h *hub, room string) *presence {
+	return &presence{
+		room: room, gateway: h.id, every: h.presenceEvery, now: h.now, nc: h.nc, metrics: h.metrics, log: h.log,
+		events:   make(chan presenceEvent, 64),
+		remote:   make(chan *nats.Msg, 4096),
+		done:     make(chan struct{}),
+		clients:  make(map[*client]struct{}),
+		local:    make(map[string]int),
+		gateways: make(map[string]*remoteGateway),
+		online:   []string{},
 	}
 }
 
-// onPresence merges another gateway's announcement. Runs on the room goroutine.
-func (r *room) onPresence(m *nats.Msg) {
-	var p chat.Presence
-	if err := json.Unmarshal(m.Data, &p); err != nil || p.Gateway == "" {
-		r.hub.log.Warn("bad presence event", "room", r.name, "err", err)
-		return
+// subscribe starts receiving the other gateways' events.
+func (p *presence) subscribe() error {
+	sub, err := p.nc.ChanSubscribe(chat.PresenceSubject(p.room), p.remote)
+	if err != nil {
+		return err
 	}
-	if p.Gateway == r.hub.id {
-		return
+	p.sub = sub
+	return nil
+}
+
+// joined and left tell the presence goroutine about a local client. They
+// never block for long: the goroutine only publishes and queues frames.
+func (p *presence) joined(c *client) { p.send(presenceEvent{c: c, join: true}) }
+func (p *presence) left(c *client)   { p.send(presenceEvent{c: c}) }
+
+func (p *presence) send(e presenceEvent) {
+	select {
+	case p.events <- e:
+	case <-p.done:
 	}
-	if p.Event == chat.PresenceSync {
-		r.announceHere()
-		return
+}
+
+func (p *presence) stop() {
+	if p.sub != nil {
+		_ = p.sub.Unsubscribe()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	gw := r.remote[p.Gateway]
+	close(p.done)
+}
+
+func (p *presence) run() {
+	// Ask the other gateways who is here rather than wait for their next
+	// announcement.
+	p.publish(chat.PresenceSync, "", nil)
+	tick := time.NewTicker(p.every)
+	defer tick.Stop()
+	var flush <-chan time.Time // set while a broadcast is scheduled
+	changed := func() {
+		if flush == nil {
+			flush = time.After(presenceCoalesce)
+		}
+	}
+	for {
+		select {
+		case e := <-p.events:
+			if p.onLocal(e) {
+				changed()
+			}
+		case m := <-p.remote:
+			if p.onRemote(m) {
+				changed()
+			}
+		case <-flush:
+			flush = nil
+			p.broadcast()
+		case <-tick.C:
+			p.announceHere()
+			changed()
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// onLocal registers a local join or leave and reports whether the online
+// list may have changed.
+func (p *presence) onLocal(e presenceEvent) bool {
+	user := e.c.user
+	if e.join {
+		p.clients[e.c] = struct{}{}
+		p.local[user]++
+		// What the others were last told, and the joiner: the next
+		// broadcast then tells the joiner exactly what it has not seen.
+		users := p.online
+		if _, found := slices.BinarySearch(users, user); !found {
+			users = slices.Insert(slices.Clone(users), 0, user)
+			slices.Sort(users)
+		}
+		e.c.push(mustJSON(chat.PresenceFrame{Type: chat.FramePresence, Users: users}), 0)
+		if p.local[user] == 1 {
+			p.publish(chat.PresenceJoin, user, nil)
+		}
+		return true
+	}
+	if _, ok := p.clients[e.c]; !ok {
+		return false
+	}
+	delete(p.clients, e.c)
+	p.local[user]--
+	if p.local[user] == 0 {
+		delete(p.local, user)
+		p.publish(chat.PresenceLeave, user, nil)
+	}
+	return true
+}
+
+// onRemote merges another gateway's event and reports whether the online
+// list may have changed.
+func (p *presence) onRemote(m *nats.Msg) bool {
+	ev, err := chat.ParsePresence(m.Data)
+	if err != nil {
+		p.metrics.badPresence.Inc()
+		p.log.Debug("bad presence event dropped", "room", p.room, "err", err)
+		return false
+	}
+	if ev.Gateway == p.gateway {
+		return false
+	}
+	if ev.Event == chat.PresenceSync {
+		p.announceHere()
+		return false
+	}
+	gw := p.gateways[ev.Gateway]
 	if gw == nil {
 		gw = &remoteGateway{users: make(map[string]bool)}
-		r.remote[p.Gateway] = gw
+		p.gateways[ev.Gateway] = gw
 	}
-	gw.seen = time.Now()
-	switch p.Event {
+	gw.seen = p.now()
+	switch ev.Event {
 	case chat.PresenceJoin:
-		gw.users[p.User] = true
+		gw.users[ev.User] = true
 	case chat.PresenceLeave:
-		delete(gw.users, p.User)
+		delete(gw.users, ev.User)
 	case chat.PresenceHere:
 		clear(gw.users)
-		for _, u := range p.Users {
+		for _, u := range ev.Users {
 			gw.users[u] = true
 		}
-	default:
-		return
 	}
-	r.presenceChangedLocked()
+	return true
 }
 
 // announceHere publishes this gateway's users of the room and expires the
-// gateways that went quiet. Runs on the room goroutine.
-func (r *room) announceHere() {
-	r.mu.Lock()
-	users := make([]string, 0, len(r.local))
-	for u := range r.local {
+// gateways that went quiet.
+func (p *presence) announceHere() {
+	users := make([]string, 0, len(p.local))
+	for u := range p.local {
 		users = append(users, u)
 	}
-	cutoff := time.Now().Add(-presenceExpiry * r.hub.presenceEvery)
-	for id, gw := range r.remote {
+	slices.Sort(users)
+	cutoff := p.now().Add(-presenceExpiry * p.every)
+	for id, gw := range p.gateways {
 		if gw.seen.Before(cutoff) {
-			delete(r.remote, id)
+			delete(p.gateways, id)
 		}
 	}
-	r.presenceChangedLocked()
-	r.mu.Unlock()
-	slices.Sort(users)
-	r.publishPresence(chat.PresenceHere, "", users)
+	p.publish(chat.PresenceHere, "", users)
 }
 
-// onlineLocked is everyone connected to the room on any live gateway.
-func (r *room) onlineLocked() []string {
-	set := make(map[string]bool, len(r.local))
-	for u := range r.local {
+func (p *presence) publish(event, user string, users []string) {
+	ev := chat.Presence{Room: p.room, Event: event, Gateway: p.gateway, User: user, Users: users, TS: p.now().UTC()}
+	if err := p.nc.Publish(chat.PresenceSubject(p.room), mustJSON(ev)); err != nil {
+		p.log.Warn("publish presence", "room", p.room, "event", event, "err", err)
+	}
+}
+
+// onlineNow is everyone connected to the room on any live gateway.
+func (p *presence) onlineNow() []string {
+	set := make(map[string]bool, len(p.local))
+	for u := range p.local {
 		set[u] = true
 	}
-	for _, gw := range r.remote {
+	for _, gw := range p.gateways {
 		for u := range gw.users {
 			set[u] = true
 		}
@@ -106,55 +244,27 @@ func (r *room) onlineLocked() []string {
 	return users
 }
 
-// presenceCoalesce is how long presence changes gather before clients are
-// told: a thousand people joining a room make a few presence frames, not a
-// thousand frames to each of them.
-const presenceCoalesce = 200 * time.Millisecond
-
-// presenceChangedLocked schedules telling the clients about a change of the
-// online list; the room goroutine does it after presenceCoalesce.
-func (r *room) presenceChangedLocked() {
-	select {
-	case r.presenceDirty <- struct{}{}:
-	default: // already scheduled
-	}
-}
-
-// broadcastPresence tells every client how the online list changed since
-// they were last told. Runs on the room goroutine.
-func (r *room) broadcastPresence() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := r.onlineLocked()
-	if slices.Equal(now, r.online) {
+// broadcast tells every client how the online list changed since they
+// were last told.
+func (p *presence) broadcast() {
+	now := p.onlineNow()
+	if slices.Equal(now, p.online) {
 		return
 	}
 	f := chat.PresenceFrame{Type: chat.FramePresence, Users: now}
 	for _, u := range now {
-		if _, ok := slices.BinarySearch(r.online, u); !ok {
+		if _, ok := slices.BinarySearch(p.online, u); !ok {
 			f.Joined = append(f.Joined, u)
 		}
 	}
-	for _, u := range r.online {
+	for _, u := range p.online {
 		if _, ok := slices.BinarySearch(now, u); !ok {
 			f.Left = append(f.Left, u)
 		}
 	}
-	r.online = now
+	p.online = now
 	frame := mustJSON(f)
-	for c := range r.clients {
+	for c := range p.clients {
 		c.push(frame, 0)
 	}
-}
-
-// presenceFrameLocked is the online list for a client joining as user: what
-// the others were last told, and the joiner. The next broadcast then tells
-// the joiner exactly what it has not seen.
-func (r *room) presenceFrameLocked(user string) []byte {
-	users := r.online
-	if _, found := slices.BinarySearch(users, user); !found {
-		users = slices.Insert(slices.Clone(users), 0, user)
-		slices.Sort(users)
-	}
-	return mustJSON(chat.PresenceFrame{Type: chat.FramePresence, Users: users})
 }

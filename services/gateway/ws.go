@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,75 +59,72 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	// connection before the close frame is sent.
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &client{
-		conn:       conn,
-		room:       room,
-		user:       user,
-		since:      since,
-		batch:      r.URL.Query().Get("batch") == "1",
-		maxQueue:   g.cfg.SendQueue,
-		slow:       g.metrics.slowClients,
-		limiter:    rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
-		commands:   make(chan struct{}, 2),
-		publishing: make(chan struct{}, publishWindow),
-		cancel:     cancel,
-		closed:     make(chan struct{}),
+		conn:        conn,
+		room:        room,
+		user:        user,
+		skipThrough: since,
+		batch:       r.URL.Query().Get("batch") == "1",
+		limit:       queueLimit{frames: g.cfg.SendQueue, bytes: g.cfg.SendQueueBytes},
+		limiter:     rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
+		commands:    make(chan struct{}, 2),
+		publishing:  make(chan struct{}, publishWindow),
+		ctx:         ctx,
+		cancel:      cancel,
+		closed:      make(chan struct{}),
 	}
 	if !g.track(c) {
-		cancel()
-		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		c.close(reasonShutdown)
+		<-c.closed
+		conn.CloseNow()
 		return
 	}
-	log := g.log.With("room", room, "user", user)
-
 	rm, err := g.hub.acquire(room)
 	if err != nil {
-		log.Error("join room", "err", err)
-		c.close(websocket.StatusInternalError, "chat unavailable, try again")
+		g.log.Error("join room", "room", room, "user", user, "err", err)
+		c.close(reasonUnavailable)
 		g.endClient(c)
 		return
 	}
 	c.joined = rm
-	upTo, recent := rm.join(c)
-	first, err := g.joinBacklog(ctx, room, since, upTo, resume, recent)
-	if err != nil {
-		log.Error("backlog on join", "err", err)
-		c.close(websocket.StatusInternalError, "history unavailable, try again")
+	if err := rm.subscribe(ctx, c, g.joiner, since, resume); err != nil {
+		if ctx.Err() == nil {
+			g.log.Error("backlog on join", "room", room, "user", user, "err", err)
+			c.close(reasonUnavailable)
+		}
 		g.endClient(c)
 		return
 	}
-	// The backlog, then what arrived live meanwhile, written here before
-	// the send queue takes over: neither fits a bounded queue.
-	for frames := [][]byte{first}; len(frames) > 0; frames = rm.takePending(c) {
-		for _, f := range frames {
-			if err := c.write(f); err != nil {
-				g.endClient(c)
-				return
-			}
-		}
-	}
-	log.Debug("client joined", "since", since, "up_to", upTo)
+	g.log.Debug("client joined", "room", room, "user", user, "since", since)
 
 	// The connection is hijacked, so this handler may return. Its goroutine
 	// grew a deep stack joining the room; a fresh one for the rest of the
 	// connection's life keeps an idle client small, and the request is
-	// freed.
+	// freed. The gateway's conns count it until endClient is done.
 	go func() {
 		defer g.endClient(c)
-		g.readLoop(ctx, c)
+		g.readLoop(c)
 	}()
 }
 
-// endClient closes c (waiting for the close handshake), takes it out of its
-// room and releases the connection.
+// endClient is the one way a client ends: it closes c (the first reason
+// given wins; a client that just stopped reading has left), waits for the
+// close handshake and for every goroutine c started, takes c out of its
+// room, logs the reason once and counts it.
 func (g *Gateway) endClient(c *client) {
-	c.close(websocket.StatusNormalClosure, "")
+	c.close(reasonLeft)
 	<-c.closed
 	if c.joined != nil {
 		g.hub.release(c.joined, c)
 	}
-	c.cancel()
-	g.untrack(c)
+	c.wg.Wait()
 	c.conn.CloseNow()
+	reason := c.closeReason()
+	g.metrics.disconnects.WithLabelValues(reason.String()).Inc()
+	if reason == reasonSlow {
+		g.metrics.slowClients.Inc()
+	}
+	g.log.Info("client closed", "room", c.room, "user", c.user, "reason", reason.String())
+	g.untrack(c)
 }
 
 // fail sends c an error frame.
@@ -138,67 +133,18 @@ func (g *Gateway) fail(c *client, code chat.Code, message, clientID string) {
 	c.send(encodeError(code, message, clientID))
 }
 
-// joinBacklog builds the first frame of a connection: the newest messages,
-// or for a resume every message after since; both up to upTo, the last
-// message the room delivered before the client joined, so that the live
-// messages that follow neither overlap nor leave a gap.
-//
-// recent, the room's newest messages ending at upTo and complete since the
-// room started on this gateway, answers most joins and short resumes
-// without a history request or a stream read: a reconnect storm costs
-// nothing but frames.
-func (g *Gateway) joinBacklog(ctx context.Context, room string, since, upTo uint64, resume bool, recent []chat.Message) ([]byte, error) {
-	f := chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}}
-	if resume && len(recent) > 0 && recent[0].Seq <= since {
-		i, _ := slices.BinarySearchFunc(recent, since+1, func(m chat.Message, seq uint64) int { return cmp.Compare(m.Seq, seq) })
-		f.Messages = recent[i:]
-		return mustJSON(f), nil
-	}
-	if !resume && g.cfg.HistoryOnJoin > 0 && len(recent) >= g.cfg.HistoryOnJoin {
-		// Older messages surely exist beyond the 2*keep ring only if it
-		// was ever trimmed; saying has_more costs at most an empty page.
-		f.Messages, f.HasMore = recent[len(recent)-g.cfg.HistoryOnJoin:], true
-		return mustJSON(f), nil
-	}
-	if resume {
-		msgs, err := g.backlog.after(ctx, room, since, upTo, g.cfg.ResumeMax)
-		switch {
-		case err == nil:
-			f.Messages = nonNil(msgs)
-			// has_more is about messages older than the first: a resuming
-			// client already has those.
-			return mustJSON(f), nil
-		case !errors.Is(err, errResumeTooFar):
-			return nil, err
-		}
-		f.Reset = true
-	}
-	msgs, more, err := g.backlog.latest(ctx, room, upTo, g.cfg.HistoryOnJoin)
-	if err != nil {
-		return nil, err
-	}
-	f.Messages, f.HasMore = nonNil(msgs), more
-	return mustJSON(f), nil
-}
-
-func nonNil(msgs []chat.Message) []chat.Message {
-	if msgs == nil {
-		return []chat.Message{}
-	}
-	return msgs
-}
-
-func (g *Gateway) readLoop(ctx context.Context, c *client) {
+func (g *Gateway) readLoop(c *client) {
 	violations := 0
 	for {
 		typ, data, err := c.conn.Read(context.Background())
 		if err != nil {
+			c.close(readFailure(err))
 			return
 		}
 		if !c.limiter.Allow() {
 			violations++
 			if violations > maxViolations {
-				c.close(websocket.StatusPolicyViolation, "too many frames")
+				c.close(reasonAbusive)
 				return
 			}
 			g.fail(c, chat.CodeRateLimited, "slow down: too many messages", "")
@@ -216,16 +162,16 @@ func (g *Gateway) readLoop(ctx context.Context, c *client) {
 		}
 		switch f.Type {
 		case chat.FrameMessage:
-			g.onMessage(ctx, c, f)
+			g.onMessage(c, f)
 		case chat.FrameHistory:
-			g.onHistory(ctx, c, f)
+			g.onHistory(c, f)
 		default:
 			g.fail(c, chat.CodeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), "")
 		}
 	}
 }
 
-func (g *Gateway) onMessage(ctx context.Context, c *client, f chat.ClientFrame) {
+func (g *Gateway) onMessage(c *client, f chat.ClientFrame) {
 	if err := chat.ValidateText(f.Text); err != nil {
 		code, msg := chat.CodeInvalid, "message text is empty"
 		if errors.Is(err, chat.ErrTextTooLong) {
@@ -239,7 +185,7 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f chat.ClientFrame) 
 		return
 	}
 	if strings.HasPrefix(f.Text, "/") {
-		g.onCommand(ctx, c, f)
+		g.onCommand(c, f)
 		return
 	}
 	m := chat.Message{User: c.user, Text: f.Text, Kind: chat.KindUser, ClientID: f.ClientID, TS: time.Now().UTC()}
@@ -256,7 +202,7 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f chat.ClientFrame) 
 	// than JetStream stores waits here, reading nothing more meanwhile.
 	select {
 	case c.publishing <- struct{}{}:
-	case <-ctx.Done():
+	case <-c.ctx.Done():
 		return
 	}
 	future, err := g.js.PublishMsgAsync(msg, opts...)
@@ -268,11 +214,17 @@ func (g *Gateway) onMessage(ctx context.Context, c *client, f chat.ClientFrame) 
 	}
 	c.mu.Lock()
 	c.acks = append(c.acks, pendingAck{future: future, clientID: f.ClientID})
-	start := !c.awaiting
-	c.awaiting = true
+	start := !c.awaiting && !c.gone
+	if start {
+		c.awaiting = true
+		c.wg.Add(1)
+	}
 	c.mu.Unlock()
 	if start {
-		go g.awaitAcks(c)
+		go func() {
+			defer c.wg.Done()
+			g.awaitAcks(c)
+		}()
 	}
 }
 
@@ -303,7 +255,7 @@ func (g *Gateway) awaitAcks(c *client) {
 
 // onCommand sends a command line to the bot. It runs in the background so a
 // slow bot does not hold up the client's chat; c.commands bounds how many.
-func (g *Gateway) onCommand(ctx context.Context, c *client, f chat.ClientFrame) {
+func (g *Gateway) onCommand(c *client, f chat.ClientFrame) {
 	select {
 	case c.commands <- struct{}{}:
 	default:
@@ -315,7 +267,8 @@ func (g *Gateway) onCommand(ctx context.Context, c *client, f chat.ClientFrame) 
 		id = requestID(c.room, c.user, f.ClientID)
 	}
 	req := mustJSON(chat.BotRequest{ID: id, Room: c.room, User: c.user, Text: f.Text})
-	go func() {
+	ctx := c.ctx
+	started := c.spawn(func() {
 		defer func() { <-c.commands }()
 		rctx, cancel := context.WithTimeout(ctx, g.cfg.BotTimeout)
 		defer cancel()
@@ -350,10 +303,13 @@ func (g *Gateway) onCommand(ctx context.Context, c *client, f chat.ClientFrame) 
 		if reply.Notice != "" || len(reply.Commands) > 0 {
 			c.send(mustJSON(chat.NoticeFrame{Type: chat.FrameNotice, Text: reply.Notice, ClientID: f.ClientID, Commands: reply.Commands}))
 		}
-	}()
+	})
+	if !started {
+		<-c.commands
+	}
 }
 
-func (g *Gateway) onHistory(ctx context.Context, c *client, f chat.ClientFrame) {
+func (g *Gateway) onHistory(c *client, f chat.ClientFrame) {
 	limit := f.Limit
 	switch {
 	case limit == 0:
@@ -366,9 +322,9 @@ func (g *Gateway) onHistory(ctx context.Context, c *client, f chat.ClientFrame) 
 	if f.Before == 0 {
 		// No cursor: the newest messages this client was sent, not the
 		// stream's newest, which may still be on its way live.
-		upTo = c.joined.lastDelivered()
+		upTo = c.joined.members.lastDelivered()
 	}
-	msgs, more, err := g.backlog.latest(ctx, c.room, upTo, limit)
+	msgs, more, err := g.joiner.backlog.latest(c.ctx, c.room, upTo, limit)
 	if err != nil {
 		g.log.Warn("history page", "room", c.room, "err", err)
 		g.fail(c, chat.CodeUnavailable, "history unavailable, try again", "")

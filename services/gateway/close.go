@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/coder/websocket"
+)
+
+// closeReason is why a client's connection ended. Every close goes through
+// client.close with one of these; the first reason wins, and endClient
+// logs it once and counts it in chat_gateway_disconnects_total.
+type closeReason int
+
+const (
+	reasonNone closeReason = iota
+	// reasonLeft: the browser closed the connection, or it broke.
+	reasonLeft
+	// reasonSlow: the client's send queue filled up.
+	reasonSlow
+	// reasonAbusive: rate-limited frames kept coming.
+	reasonAbusive
+	// reasonTooBig: a frame over the read limit.
+	reasonTooBig
+	// reasonProtocol: a frame that breaks the WebSocket protocol.
+	reasonProtocol
+	// reasonWriteFailed: a write did not complete within the write timeout.
+	reasonWriteFailed
+	// reasonUnavailable: the room or its backlog could not be served.
+	reasonUnavailable
+	// reasonShutdown: the gateway is stopping.
+	reasonShutdown
+)
+
+var closeReasons = [...]struct {
+	label string
+	code  websocket.StatusCode
+	text  string
+}{
+	reasonNone:        {"none", websocket.StatusNormalClosure, ""},
+	reasonLeft:        {"left", websocket.StatusNormalClosure, ""},
+	reasonSlow:        {"slow", websocket.StatusPolicyViolation, "too slow: send queue full"},
+	reasonAbusive:     {"abusive", websocket.StatusPolicyViolation, "too many frames"},
+	reasonTooBig:      {"too_big", websocket.StatusMessageTooBig, "frame too large"},
+	reasonProtocol:    {"protocol_error", websocket.StatusProtocolError, "protocol error"},
+	reasonWriteFailed: {"write_failed", websocket.StatusPolicyViolation, "write failed"},
+	reasonUnavailable: {"unavailable", websocket.StatusInternalError, "chat unavailable, try again"},
+	reasonShutdown:    {"shutdown", websocket.StatusGoingAway, "server shutting down"},
+}
+
+func (r closeReason) String() string { return closeReasons[r].label }
+
+// status is the WebSocket close status and reason sent to the browser.
+func (r closeReason) status() (websocket.StatusCode, string) {
+	return closeReasons[r].code, closeReasons[r].text
+}
+
+// readFailure classifies the error that ended a client's reads.
+func readFailure(err error) closeReason {
+	switch {
+	case websocket.CloseStatus(err) != -1,
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+		return reasonLeft
+	case strings.Contains(err.Error(), "read limited"):
+		// coder/websocket has already answered with 1009.
+		return reasonTooBig
+	default:
+		return reasonProtocol
+	}
+}
