@@ -31,13 +31,20 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	conn = deadlineConn{Conn: conn, timeout: w.writeTimeout}
-	var r io.Reader = conn
+	r := bufio.NewReaderSize(conn, connBufferSize)
 	if n := brw.Reader.Buffered(); n > 0 {
-		// What the client sent right after its upgrade request.
+		// What the client sent right after its upgrade request. It must
+		// sit in the returned reader's buffer, not behind it:
+		// websocket.Accept keeps only the bytes buffered there and resets
+		// the reader onto the connection.
 		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(connBufferSize, n))
+		if _, err := r.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, connBufferSize), bufio.NewWriterSize(conn, connBufferSize)), nil
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, connBufferSize)), nil
 }
 
 // deadlineConn sets a write deadline before every write.
