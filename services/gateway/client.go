@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 )
@@ -19,6 +21,7 @@ import (
 // commands) is counted in wg, which endClient waits for.
 type client struct {
 	conn *websocket.Conn
+	addr netip.Addr // the client's address, counted against MaxConnsPerAddr
 	room string
 	user string
 	// batch: the client accepts several frames in one WebSocket message,
@@ -42,6 +45,7 @@ type client struct {
 	queue   [][]byte // frames not yet taken by the writer
 	queued  int      // bytes in queue
 	writing bool     // a writer goroutine is running
+	pinging bool     // a ping waits for its pong
 	reason  closeReason
 	gone    bool // closing: nothing more is queued or started
 	// acks are the futures of the client's messages stored asynchronously,
@@ -75,6 +79,7 @@ type queueLimit struct {
 // pendingAck is a message sent to JetStream, not yet acknowledged.
 type pendingAck struct {
 	future   jetstream.PubAckFuture
+	msg      *nats.Msg // to publish again if the outcome is unknown
 	clientID string
 }
 
@@ -177,6 +182,12 @@ func (c *client) close(reason closeReason) {
 	go func() {
 		defer c.wg.Done()
 		defer close(c.closed)
+		if reason == reasonNoPong || reason == reasonWriteFailed {
+			// The peer is not reading: a close handshake would only
+			// wait out its timeout.
+			c.conn.CloseNow()
+			return
+		}
 		code, text := reason.status()
 		c.conn.Close(code, text)
 	}()

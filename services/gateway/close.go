@@ -31,6 +31,8 @@ const (
 	reasonWriteFailed
 	// reasonUnavailable: the room or its backlog could not be served.
 	reasonUnavailable
+	// reasonNoPong: a ping went unanswered: the peer is gone.
+	reasonNoPong
 	// reasonShutdown: the gateway is stopping.
 	reasonShutdown
 )
@@ -48,6 +50,7 @@ var closeReasons = [...]struct {
 	reasonProtocol:    {"protocol_error", websocket.StatusProtocolError, "protocol error"},
 	reasonWriteFailed: {"write_failed", websocket.StatusPolicyViolation, "write failed"},
 	reasonUnavailable: {"unavailable", websocket.StatusInternalError, "chat unavailable, try again"},
+	reasonNoPong:      {"no_pong", websocket.StatusPolicyViolation, "no answer to ping"},
 	reasonShutdown:    {"shutdown", websocket.StatusGoingAway, "server shutting down"},
 }
 

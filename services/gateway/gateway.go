@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
@@ -41,6 +43,11 @@ type Config struct {
 	PublishTimeout   time.Duration `split_words:"true" default:"5s" desc:"how long to wait for JetStream to store a message"`
 	WriteTimeout     time.Duration `split_words:"true" default:"10s" desc:"how long one WebSocket write may take before the client is dropped"`
 	ShutdownTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
+	PingInterval     time.Duration `split_words:"true" default:"30s" desc:"how often an idle WebSocket is pinged"`
+	PingTimeout      time.Duration `split_words:"true" default:"15s" desc:"how long a ping may wait for its pong before the client is closed as dead"`
+	MaxConnsPerAddr  int           `split_words:"true" default:"64" desc:"open WebSockets one client address may have on this gateway; more are refused with 429"`
+	TrustedProxies   []string      `split_words:"true" desc:"proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address; empty: the socket's address is the client's"`
+	MaxRooms         int           `split_words:"true" default:"10000" desc:"rooms with clients this gateway serves at once; joins of further rooms are refused with 503"`
 	Replicas         int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
 	ID               string        `desc:"name of this gateway instance in NATS (default: host name)"`
 	PresenceInterval time.Duration `split_words:"true" default:"10s" desc:"how often the gateway announces who is connected; a gateway silent for 3 intervals has its users dropped"`
@@ -130,6 +137,8 @@ type Gateway struct {
 	js      jetstream.JetStream
 	joiner  joiner
 	hub     *hub
+	store   *storage
+	proxies []netip.Prefix
 	metrics *metrics
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -137,7 +146,11 @@ type Gateway struct {
 	mu      sync.Mutex
 	closing bool
 	clients map[*client]struct{}
+	perAddr map[netip.Addr]int // open WebSockets per client address
 	conns   sync.WaitGroup
+	// pinger is the goroutine that pings idle clients; stopPing ends it.
+	pinger   sync.WaitGroup
+	stopPing chan struct{}
 }
 
 // New builds a gateway on nc, creating the CHAT stream if it does not exist.
@@ -161,18 +174,37 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	}
 	src := &natsSource{nc: nc, chat: chatStream, historyTimeout: cfg.HistoryTimeout, log: log}
 	g := &Gateway{
-		cfg:     cfg,
-		nc:      nc,
-		js:      js,
-		joiner:  joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax},
-		log:     log,
-		clients: make(map[*client]struct{}),
+		cfg:      cfg,
+		nc:       nc,
+		js:       js,
+		joiner:   joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax},
+		store:    &storage{log: log},
+		log:      log,
+		clients:  make(map[*client]struct{}),
+		perAddr:  make(map[netip.Addr]int),
+		stopPing: make(chan struct{}),
+	}
+	if g.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("GATEWAY_TRUSTED_PROXIES: %w", err)
 	}
 	g.hub = newHub(cfg.ID, cfg.PresenceInterval, nc, src, log)
-	g.hub.keepRecent, g.hub.keepBytes = cfg.HistoryOnJoin, cfg.RecentBytes
+	g.hub.keepRecent, g.hub.keepBytes, g.hub.maxRooms = cfg.HistoryOnJoin, cfg.RecentBytes, cfg.MaxRooms
 	g.metrics = newMetrics(g.hub)
 	g.hub.metrics = g.metrics
+	g.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chat_gateway_store_full", Help: "1 while JetStream refuses messages for lack of storage.",
+	}, func() float64 {
+		if _, full := g.store.full(); full {
+			return 1
+		}
+		return 0
+	}))
 	g.routes()
+	g.pinger.Add(1)
+	go func() {
+		defer g.pinger.Done()
+		g.pingLoop()
+	}()
 	// After a reconnect the feed does not replay what was published while
 	// this gateway was away: each room catches up from the stream.
 	prev := nc.Opts.ReconnectedCB
@@ -189,6 +221,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 func (g *Gateway) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if !g.closing {
+		close(g.stopPing)
+	}
 	g.closing = true
 	for c := range g.clients {
 		c.close(reasonShutdown)
@@ -200,6 +235,7 @@ func (g *Gateway) Close() {
 func (g *Gateway) wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
+		g.pinger.Wait()
 		g.conns.Wait()
 		g.hub.wait()
 		close(done)
@@ -221,6 +257,26 @@ func (g *Gateway) track(c *client) bool {
 	g.clients[c] = struct{}{}
 	g.conns.Add(1)
 	return true
+}
+
+// reserveAddr counts one more WebSocket for addr, unless it has
+// MaxConnsPerAddr already; releaseAddr gives it back.
+func (g *Gateway) reserveAddr(addr netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.perAddr[addr] >= g.cfg.MaxConnsPerAddr {
+		return false
+	}
+	g.perAddr[addr]++
+	return true
+}
+
+func (g *Gateway) releaseAddr(addr netip.Addr) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.perAddr[addr]--; g.perAddr[addr] <= 0 {
+		delete(g.perAddr, addr)
+	}
 }
 
 func (g *Gateway) untrack(c *client) {

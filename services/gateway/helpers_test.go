@@ -29,6 +29,9 @@ func testConfig(t *testing.T) Config {
 		t.Fatal(err)
 	}
 	cfg.HistoryTimeout = 300 * time.Millisecond
+	// Every test client comes from 127.0.0.1; TestConnectionsPerAddress
+	// tests the bound.
+	cfg.MaxConnsPerAddr = 1 << 20
 	return cfg
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -105,6 +106,11 @@ func (g *Gateway) page(name string) http.HandlerFunc {
 func (g *Gateway) serveReady(w http.ResponseWriter, _ *http.Request) {
 	if !g.nc.IsConnected() {
 		writeText(w, http.StatusServiceUnavailable, "not ready: nats "+g.nc.Status().String())
+		return
+	}
+	if since, full := g.store.full(); full {
+		// Still ready: joins, history and presence work; sending does not.
+		writeText(w, http.StatusOK, "ready; degraded: JetStream storage is full since "+since.UTC().Format(time.RFC3339)+", messages are refused")
 		return
 	}
 	writeText(w, http.StatusOK, "ready")

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -29,6 +30,8 @@ type hub struct {
 	// to serve joins and short resumes without asking history or reading
 	// the stream (0: none); keepBytes bounds their size.
 	keepRecent, keepBytes int
+	// maxRooms bounds the rooms running at once (0: no bound).
+	maxRooms int
 
 	mu    sync.Mutex
 	rooms map[string]*room
@@ -57,11 +60,18 @@ type room struct {
 	presence *presence
 }
 
+// errTooManyRooms refuses a room beyond the gateway's bound.
+var errTooManyRooms = errors.New("this gateway serves as many rooms as it may: try again later")
+
 // acquire returns the running room called name, starting it for the first
 // client. Every acquire is paired with a release.
 func (h *hub) acquire(name string) (*room, error) {
 	h.mu.Lock()
 	r, ok := h.rooms[name]
+	if !ok && h.maxRooms > 0 && len(h.rooms) >= h.maxRooms {
+		h.mu.Unlock()
+		return nil, errTooManyRooms
+	}
 	if !ok {
 		r = &room{name: name, hub: h, started: make(chan struct{})}
 		r.members = newMembers(h.keepRecent, h.keepBytes, h.metrics)

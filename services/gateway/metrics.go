@@ -17,6 +17,8 @@ type metrics struct {
 	badFeedMessages prometheus.Counter
 	badPresence     prometheus.Counter
 	disconnects     *prometheus.CounterVec
+	refused         *prometheus.CounterVec
+	unconfirmed     prometheus.Counter
 	errors          *prometheus.CounterVec
 	commands        *prometheus.CounterVec
 }
@@ -46,8 +48,14 @@ func newMetrics(h *hub) *metrics {
 			Name: "chat_gateway_bad_presence_total", Help: "Presence events from NATS dropped because they are invalid.",
 		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_gateway_disconnects_total", Help: "WebSocket connections ended, by reason (left, slow, abusive, too_big, protocol_error, write_failed, unavailable, shutdown).",
+			Name: "chat_gateway_disconnects_total", Help: "WebSocket connections ended, by reason (left, slow, abusive, too_big, protocol_error, write_failed, unavailable, no_pong, shutdown).",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chat_gateway_upgrades_refused_total", Help: "WebSocket upgrades refused before they were accepted, by limit (per_address, rooms, unavailable).",
+		}, []string{"limit"}),
+		unconfirmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_messages_unconfirmed_total", Help: "Messages whose storing could not be confirmed after retries (the sender was told unconfirmed, not failed).",
+		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_gateway_error_frames_total", Help: "Error frames sent to clients, by code.",
 		}, []string{"code"}),
@@ -56,7 +64,7 @@ func newMetrics(h *hub) *metrics {
 		}, []string{"outcome"}),
 	}
 	m.registry.MustRegister(
-		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.badPresence, m.disconnects, m.errors, m.commands,
+		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.badPresence, m.disconnects, m.refused, m.unconfirmed, m.errors, m.commands,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chat_gateway_rooms", Help: "Rooms with clients on this gateway.",
 		}, func() float64 { r, _ := h.stats(); return float64(r) }),

@@ -47,8 +47,32 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		since, resume = n, true
 	}
+	addr := g.clientAddr(r)
+	if !g.reserveAddr(addr) {
+		g.metrics.refused.WithLabelValues("per_address").Inc()
+		w.Header().Set("Retry-After", "10")
+		writeText(w, http.StatusTooManyRequests, fmt.Sprintf("too many connections from your address (at most %d)", g.cfg.MaxConnsPerAddr))
+		return
+	}
+	rm, err := g.hub.acquire(room)
+	if err != nil {
+		g.releaseAddr(addr)
+		reason := "unavailable"
+		if errors.Is(err, errTooManyRooms) {
+			reason = "rooms"
+			w.Header().Set("Retry-After", "10")
+		} else {
+			g.log.Error("join room", "room", room, "user", user, "err", err)
+			err = errors.New("chat unavailable, try again")
+		}
+		g.metrics.refused.WithLabelValues(reason).Inc()
+		writeText(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
 	conn, err := websocket.Accept(smallBuffers{w, g.cfg.WriteTimeout}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 	if err != nil {
+		g.hub.release(rm, nil)
+		g.releaseAddr(addr)
 		g.log.Info("websocket refused", "room", room, "user", user, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
@@ -60,8 +84,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &client{
 		conn:        conn,
+		addr:        addr,
 		room:        room,
 		user:        user,
+		joined:      rm,
 		skipThrough: since,
 		batch:       r.URL.Query().Get("batch") == "1",
 		limit:       queueLimit{frames: g.cfg.SendQueue, bytes: g.cfg.SendQueueBytes},
@@ -76,16 +102,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.close(reasonShutdown)
 		<-c.closed
 		conn.CloseNow()
+		g.hub.release(rm, nil)
+		g.releaseAddr(addr)
 		return
 	}
-	rm, err := g.hub.acquire(room)
-	if err != nil {
-		g.log.Error("join room", "room", room, "user", user, "err", err)
-		c.close(reasonUnavailable)
-		g.endClient(c)
-		return
-	}
-	c.joined = rm
 	if err := rm.subscribe(ctx, c, g.joiner, since, resume); err != nil {
 		if ctx.Err() == nil {
 			g.log.Error("backlog on join", "room", room, "user", user, "err", err)
@@ -113,11 +133,10 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) endClient(c *client) {
 	c.close(reasonLeft)
 	<-c.closed
-	if c.joined != nil {
-		g.hub.release(c.joined, c)
-	}
+	g.hub.release(c.joined, c)
 	c.wg.Wait()
 	c.conn.CloseNow()
+	g.releaseAddr(c.addr)
 	reason := c.closeReason()
 	g.metrics.disconnects.WithLabelValues(reason.String()).Inc()
 	if reason == reasonSlow {
@@ -191,11 +210,11 @@ func (g *Gateway) onMessage(c *client, f chat.ClientFrame) {
 	m := chat.Message{User: c.user, Text: f.Text, Kind: chat.KindUser, ClientID: f.ClientID, TS: time.Now().UTC()}
 	msg := nats.NewMsg(chat.RoomSubject(c.room))
 	msg.Data = mustJSON(m)
-	var opts []jetstream.PublishOpt
 	if f.ClientID != "" {
 		// A browser that resends what it typed while offline reuses the
-		// client_id: JetStream's de-duplication keeps it one message.
-		opts = append(opts, jetstream.WithMsgID(requestID(c.room, c.user, f.ClientID)))
+		// client_id: JetStream's de-duplication keeps it one message. The
+		// gateway relies on it too when an outcome is unknown.
+		msg.Header.Set(jetstream.MsgIDHeader, requestID(c.room, c.user, f.ClientID))
 	}
 	// Asynchronously, within a window: a client sending fast is not held
 	// to one JetStream round trip per message, and a client sending faster
@@ -205,7 +224,7 @@ func (g *Gateway) onMessage(c *client, f chat.ClientFrame) {
 	case <-c.ctx.Done():
 		return
 	}
-	future, err := g.js.PublishMsgAsync(msg, opts...)
+	future, err := g.js.PublishMsgAsync(msg)
 	if err != nil {
 		<-c.publishing
 		g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
@@ -213,7 +232,7 @@ func (g *Gateway) onMessage(c *client, f chat.ClientFrame) {
 		return
 	}
 	c.mu.Lock()
-	c.acks = append(c.acks, pendingAck{future: future, clientID: f.ClientID})
+	c.acks = append(c.acks, pendingAck{future: future, msg: msg, clientID: f.ClientID})
 	start := !c.awaiting && !c.gone
 	if start {
 		c.awaiting = true
@@ -245,12 +264,58 @@ func (g *Gateway) awaitAcks(c *client) {
 		select {
 		case <-p.future.Ok():
 			g.metrics.messagesIn.Inc()
+			g.store.ok()
 		case err := <-p.future.Err():
-			g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
-			g.fail(c, chat.CodeUnavailable, "message not sent: chat storage unavailable, try again", p.clientID)
+			g.settle(c, p, err)
 		}
 		<-c.publishing
 	}
+}
+
+// publishRetries is how many times a message whose outcome is unknown is
+// published again with the same id before the client is told so.
+const publishRetries = 3
+
+// settle decides what to tell c about a message whose publish did not get
+// an ack. A timeout is no proof of failure: nats.go may still send the
+// publish from its reconnect buffer, and JetStream may have stored it. So
+// the gateway publishes it again with the same message id, which
+// JetStream's de-duplication turns into the same single message; only a
+// definite refusal is reported as not sent, and a message still unknown
+// after the retries is reported as unconfirmed, never as failed. The
+// message frame with the client_id, whenever it comes, is the ack.
+func (g *Gateway) settle(c *client, p pendingAck, err error) {
+	for attempt := 0; !definite(err) && p.clientID != "" && attempt < publishRetries; attempt++ {
+		ctx, cancel := context.WithTimeout(c.ctx, g.cfg.PublishTimeout)
+		_, err = g.js.PublishMsg(ctx, p.msg)
+		cancel()
+		if err == nil {
+			g.metrics.messagesIn.Inc()
+			g.store.ok()
+			return
+		}
+		if c.ctx.Err() != nil {
+			return // gone: the page resends it with the same client_id
+		}
+	}
+	g.log.Warn("publish message", "room", c.room, "user", c.user, "err", err)
+	if !definite(err) {
+		g.metrics.unconfirmed.Inc()
+		g.fail(c, chat.CodeUnconfirmed, "not confirmed yet: the message may have been stored; if it does not appear, send it again with the same client_id", p.clientID)
+		return
+	}
+	if g.store.refused(err) {
+		g.fail(c, chat.CodeUnavailable, "message not sent: chat storage is full, try again later", p.clientID)
+		return
+	}
+	g.fail(c, chat.CodeUnavailable, "message not sent: chat storage unavailable, try again", p.clientID)
+}
+
+// definite says whether a publish error proves the message was not stored:
+// JetStream refused it, or nothing was there to store it.
+func definite(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // onCommand sends a command line to the bot. It runs in the background so a

@@ -38,6 +38,11 @@ const (
 	CodeBotUnavailable Code = "bot_unavailable"
 	// CodeUnknownCommand: the bot has no such command (see /help).
 	CodeUnknownCommand Code = "unknown_command"
+	// CodeUnconfirmed: storing the message was not confirmed in time; it
+	// may have been stored. Its message frame is the confirmation; if none
+	// comes, send it again with the same client_id (never a new one): the
+	// stream's de-duplication keeps it one message.
+	CodeUnconfirmed Code = "unconfirmed"
 )
 
 // ClientFrame is any frame a browser sends; Type says which fields apply:
