@@ -109,6 +109,22 @@ func (c *client) push(frame []byte, seq uint64) {
 	}
 }
 
+// restart queues the reset frame of a stream that started over: from
+// now on no sequence is one the client already has.
+func (c *client) restart(frame []byte) {
+	c.mu.Lock()
+	c.skipThrough = 0
+	switch {
+	case c.gone:
+		c.mu.Unlock()
+	case c.joining:
+		c.pending = append(c.pending, frame)
+		c.mu.Unlock()
+	default:
+		c.enqueueLocked(frame)
+	}
+}
+
 // send queues a frame for this client alone (an error, a notice, a page).
 func (c *client) send(frame []byte) {
 	c.mu.Lock()

@@ -22,6 +22,7 @@ import (
 type feed struct {
 	room    string
 	src     *natsSource
+	watch   *streamWatch
 	out     *members
 	metrics *metrics
 	log     *slog.Logger
@@ -29,6 +30,8 @@ type feed struct {
 	sub    *nats.Subscription
 	msgs   chan *nats.Msg
 	resync chan struct{}
+	// restart asks the feed to start over with the stream.
+	restart chan struct{}
 	// ctx bounds the stream reads; stop cancels it, so a long gap fill
 	// does not hold up a room that is stopping.
 	ctx  context.Context
@@ -45,9 +48,10 @@ type feed struct {
 func newFeed(h *hub, room string, out *members) *feed {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &feed{
-		room: room, src: h.src, out: out, metrics: h.metrics, log: h.log,
-		msgs:   make(chan *nats.Msg, h.feedBuffer),
-		resync: make(chan struct{}, 1),
+		room: room, src: h.src, watch: h.watch, out: out, metrics: h.metrics, log: h.log,
+		msgs:    make(chan *nats.Msg, h.feedBuffer),
+		resync:  make(chan struct{}, 1),
+		restart: make(chan struct{}, 1),
 		ctx:    ctx, stop: cancel,
 	}
 }
@@ -82,6 +86,14 @@ func (f *feed) unsubscribe() {
 	f.stop()
 }
 
+// startOver tells the feed the stream started over.
+func (f *feed) startOver() {
+	select {
+	case f.restart <- struct{}{}:
+	default: // already asked
+	}
+}
+
 // catchUpSoon makes the feed check the stream for what it may have missed
 // (after a NATS reconnect the feed does not replay what it missed).
 func (f *feed) catchUpSoon() {
@@ -108,6 +120,13 @@ func (f *feed) run() {
 			}
 		case <-f.resync:
 			f.catchUp()
+		case <-f.restart:
+			// Every sequence this room delivered belongs to the old
+			// stream. Clients drop what they have; the new stream's
+			// messages follow from its start.
+			f.out.restart(f.watch.current())
+			f.behind, f.retryWait = false, 0
+			f.catchUp()
 		case <-f.ctx.Done():
 			return
 		}
@@ -127,7 +146,28 @@ func (f *feed) handle(m *nats.Msg) {
 	if seq <= last || f.behind {
 		// Delivered already, or a stream read failed and the retry will
 		// deliver this message, which is stored, in order with the rest.
+		// A sequence below the room's may also mean the stream started
+		// over: the watch looks.
+		if seq < last && !f.behind {
+			f.watch.checkSoon()
+		}
 		return
+	}
+	if seq > f.watch.last.Load()+forgeAllowance {
+		ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+		real, err := f.src.verify(ctx, f.room, seq, m.Data)
+		cancel()
+		switch {
+		case err != nil:
+			// Unknown: a catch-up from the stream delivers what is real.
+			f.retryLater(err)
+			return
+		case !real:
+			f.metrics.forgedFeed.Inc()
+			f.log.Warn("feed message that is not in the stream dropped", "room", f.room, "seq", seq)
+			return
+		}
+		f.watch.raise(seq)
 	}
 	if prev > last {
 		if err := f.fill(last+1, prev); err != nil {

@@ -136,6 +136,7 @@ type Gateway struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	joiner  joiner
+	watch   *streamWatch
 	hub     *hub
 	store   *storage
 	proxies []netip.Prefix
@@ -165,8 +166,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	var chatStream jetstream.Stream
+	chatDef := stream.ChatConfig(stream.Options{Replicas: cfg.Replicas})
 	err = natsconn.Retry(ctx, log, "ensure CHAT stream", func(ctx context.Context) (err error) {
-		chatStream, err = stream.Ensure(ctx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas}))
+		chatStream, err = stream.Ensure(ctx, js, chatDef)
 		return err
 	})
 	if err != nil {
@@ -177,7 +179,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		cfg:      cfg,
 		nc:       nc,
 		js:       js,
-		joiner:   joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax},
+		watch:    newStreamWatch(js, chatDef, chatStream.CachedInfo(), log),
 		store:    &storage{log: log},
 		log:      log,
 		clients:  make(map[*client]struct{}),
@@ -187,7 +189,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if g.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("GATEWAY_TRUSTED_PROXIES: %w", err)
 	}
+	g.joiner = joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax,
+		epoch: g.watch.current, reaches: g.watch.reaches}
 	g.hub = newHub(cfg.ID, cfg.PresenceInterval, nc, src, log)
+	g.hub.watch = g.watch
+	g.watch.onReset = func(string) { g.hub.startOver() }
 	g.hub.keepRecent, g.hub.keepBytes, g.hub.maxRooms = cfg.HistoryOnJoin, cfg.RecentBytes, cfg.MaxRooms
 	g.metrics = newMetrics(g.hub)
 	g.hub.metrics = g.metrics
@@ -200,6 +206,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		return 0
 	}))
 	g.routes()
+	g.watch.start()
 	g.pinger.Add(1)
 	go func() {
 		defer g.pinger.Done()
@@ -223,6 +230,7 @@ func (g *Gateway) Close() {
 	defer g.mu.Unlock()
 	if !g.closing {
 		close(g.stopPing)
+		g.watch.stop()
 	}
 	g.closing = true
 	for c := range g.clients {

@@ -21,6 +21,7 @@ type hub struct {
 	now           func() time.Time
 	nc            *nats.Conn
 	src           *natsSource
+	watch         *streamWatch
 	metrics       *metrics
 	log           *slog.Logger
 	// feedBuffer bounds the messages waiting for a room's feed; when it
@@ -152,6 +153,17 @@ func (h *hub) resyncAll() {
 	defer h.mu.Unlock()
 	for _, r := range h.rooms {
 		r.feed.catchUpSoon()
+	}
+}
+
+// startOver resynchronises every room after the stream started over. A
+// room still starting has read its position from the new stream already,
+// or its feed is told once it runs.
+func (h *hub) startOver() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		r.feed.startOver()
 	}
 }
 

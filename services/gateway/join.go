@@ -27,17 +27,30 @@ import (
 // joiner decides the first frame of a connection.
 type joiner struct {
 	backlog backlog
+	// epoch is the stream's current epoch; reaches reports whether the
+	// stream has got as far as a seq (a resume beyond it comes from
+	// another epoch).
+	epoch   func() string
+	reaches func(ctx context.Context, seq uint64) bool
 	// onJoin is how many messages a fresh join gets; resumeMax the most a
 	// resume carries before it becomes a reset.
 	onJoin, resumeMax int
 }
 
+// position is where a client asks to start: after since in epoch for a
+// resume, else the newest messages.
+type position struct {
+	since  uint64
+	resume bool
+	epoch  string // empty: not given (older clients)
+}
+
 // subscribe runs the join handshake for c, which is to receive the room's
-// messages after since (resume) or the newest ones.
-func (r *room) subscribe(ctx context.Context, c *client, j joiner, since uint64, resume bool) error {
+// messages from p on.
+func (r *room) subscribe(ctx context.Context, c *client, j joiner, p position) error {
 	upTo, recent := r.members.add(c)
 	r.presence.joined(c)
-	f, err := j.first(ctx, r.name, since, resume, upTo, recent)
+	f, err := j.first(ctx, r.name, p, upTo, recent)
 	if err != nil {
 		return err
 	}
@@ -57,8 +70,13 @@ func (r *room) subscribe(ctx context.Context, c *client, j joiner, since uint64,
 // room started on this gateway, answers most joins and short resumes
 // without a history request or a stream read: a reconnect storm costs
 // nothing but frames.
-func (j joiner) first(ctx context.Context, room string, since uint64, resume bool, upTo uint64, recent []chat.Message) (chat.HistoryFrame, error) {
-	f := chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}}
+func (j joiner) first(ctx context.Context, room string, p position, upTo uint64, recent []chat.Message) (chat.HistoryFrame, error) {
+	f := chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}, Epoch: j.epoch()}
+	since, resume := p.since, p.resume
+	if resume && (p.epoch != "" && p.epoch != f.Epoch || p.epoch == "" && !j.reaches(ctx, since)) {
+		// The seq is of a stream that has since started over.
+		resume, f.Reset = false, true
+	}
 	if resume && since >= upTo {
 		// Nothing missed, or ahead of this gateway: what is newer than
 		// since arrives live.
@@ -71,7 +89,7 @@ func (j joiner) first(ctx context.Context, room string, since uint64, resume boo
 			return f, nil
 		}
 	}
-	if !resume && j.onJoin > 0 && len(recent) >= j.onJoin {
+	if !resume && !f.Reset && j.onJoin > 0 && len(recent) >= j.onJoin {
 		// Older messages surely exist only if the ring was ever trimmed;
 		// saying has_more costs at most an empty page.
 		f.Messages, f.HasMore = recent[len(recent)-j.onJoin:], true

@@ -120,6 +120,7 @@ func TestJoinerFirst(t *testing.T) {
 		setup  func(s *fakeSource) (recent []chat.Message, upTo uint64)
 		since  uint64
 		resume bool
+		epoch  string // the client's; "e2" (the current one) when empty; "-" for none
 
 		want        []uint64
 		hasMore     bool
@@ -177,6 +178,30 @@ func TestJoinerFirst(t *testing.T) {
 			since:  3,
 			resume: true,
 			want:   seqs(8853, 9000), hasMore: true, reset: true,
+		},
+		{
+			name:   "resume from another epoch: reset, although since is in range",
+			setup:  func(s *fakeSource) ([]chat.Message, uint64) { return recentOf(s, 100), s.last() },
+			since:  8970,
+			resume: true,
+			epoch:  "e1",
+			want:   seqs(8853, 9000), hasMore: true, reset: true,
+		},
+		{
+			name:   "resume without an epoch beyond the stream's end: reset",
+			setup:  func(s *fakeSource) ([]chat.Message, uint64) { return recentOf(s, 100), s.last() },
+			since:  50_000,
+			resume: true,
+			epoch:  "-",
+			want:   seqs(8853, 9000), hasMore: true, reset: true,
+		},
+		{
+			name:   "resume without an epoch inside the stream",
+			setup:  func(s *fakeSource) ([]chat.Message, uint64) { return recentOf(s, 100), s.last() },
+			since:  8970,
+			resume: true,
+			epoch:  "-",
+			want:   seqs(8973, 9000), noSource: true,
 		},
 		{
 			name: "history lagging: stored rows, then the stream",
@@ -262,8 +287,16 @@ func TestJoinerFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newFakeSource(3000)
 			recent, upTo := tc.setup(src)
-			j := joiner{backlog: backlog{src: src}, onJoin: onJoin, resumeMax: resumeMax}
-			f, err := j.first(context.Background(), "r", tc.since, tc.resume, upTo, recent)
+			j := joiner{backlog: backlog{src: src}, onJoin: onJoin, resumeMax: resumeMax,
+				epoch: func() string { return "e2" }, reaches: func(_ context.Context, seq uint64) bool { return seq <= src.last() }}
+			epoch := tc.epoch
+			switch {
+			case epoch == "-":
+				epoch = ""
+			case epoch == "" && tc.resume:
+				epoch = "e2"
+			}
+			f, err := j.first(context.Background(), "r", position{since: tc.since, resume: tc.resume, epoch: epoch}, upTo, recent)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("got %d messages, want an error", len(f.Messages))
@@ -283,6 +316,9 @@ func TestJoinerFirst(t *testing.T) {
 				if m.Text == "from the stream" && m.Seq <= src.storedThrough {
 					t.Errorf("seq %d came from the stream although stored", m.Seq)
 				}
+			}
+			if f.Epoch != "e2" {
+				t.Errorf("epoch %q, want e2", f.Epoch)
 			}
 			if f.HasMore != tc.hasMore || f.Reset != tc.reset {
 				t.Errorf("has_more %v reset %v, want %v %v", f.HasMore, f.Reset, tc.hasMore, tc.reset)

@@ -85,6 +85,19 @@ func (ms *members) advance(seq uint64) {
 	ms.mu.Unlock()
 }
 
+// restart empties the room's position and recent messages, the stream
+// having started over in epoch, and tells every client to drop what it
+// shows: the new stream's messages follow.
+func (ms *members) restart(epoch string) {
+	frame := mustJSON(chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}, Reset: true, Epoch: epoch})
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.last, ms.recent, ms.recentBytes = 0, nil, 0
+	for c := range ms.clients {
+		c.restart(frame)
+	}
+}
+
 func (ms *members) lastDelivered() uint64 {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()

@@ -16,6 +16,7 @@ type metrics struct {
 	gapFills        prometheus.Counter
 	badFeedMessages prometheus.Counter
 	badPresence     prometheus.Counter
+	forgedFeed      prometheus.Counter
 	disconnects     *prometheus.CounterVec
 	refused         *prometheus.CounterVec
 	unconfirmed     prometheus.Counter
@@ -47,6 +48,9 @@ func newMetrics(h *hub) *metrics {
 		badPresence: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_gateway_bad_presence_total", Help: "Presence events from NATS dropped because they are invalid.",
 		}),
+		forgedFeed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_gateway_forged_feed_total", Help: "Feed messages dropped because the stream does not hold them (forged sequence headers).",
+		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chat_gateway_disconnects_total", Help: "WebSocket connections ended, by reason (left, slow, abusive, too_big, protocol_error, write_failed, unavailable, no_pong, shutdown).",
 		}, []string{"reason"}),
@@ -64,7 +68,7 @@ func newMetrics(h *hub) *metrics {
 		}, []string{"outcome"}),
 	}
 	m.registry.MustRegister(
-		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.badPresence, m.disconnects, m.refused, m.unconfirmed, m.errors, m.commands,
+		m.messagesIn, m.messagesOut, m.deliveries, m.slowClients, m.gapFills, m.badFeedMessages, m.badPresence, m.forgedFeed, m.disconnects, m.refused, m.unconfirmed, m.errors, m.commands,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chat_gateway_rooms", Help: "Rooms with clients on this gateway.",
 		}, func() float64 { r, _ := h.stats(); return float64(r) }),

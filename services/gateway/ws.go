@@ -37,15 +37,18 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var since uint64
-	resume := false
+	var pos position
 	if s := r.URL.Query().Get("since"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			writeText(w, http.StatusBadRequest, "since must be a non-negative integer (the last seq received)")
 			return
 		}
-		since, resume = n, true
+		pos.since, pos.resume = n, true
+	}
+	if pos.epoch = r.URL.Query().Get("epoch"); len(pos.epoch) > 64 {
+		writeText(w, http.StatusBadRequest, "epoch must be the epoch of a history frame")
+		return
 	}
 	addr := g.clientAddr(r)
 	if !g.reserveAddr(addr) {
@@ -88,7 +91,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		room:        room,
 		user:        user,
 		joined:      rm,
-		skipThrough: since,
+		skipThrough: pos.since,
 		batch:       r.URL.Query().Get("batch") == "1",
 		limit:       queueLimit{frames: g.cfg.SendQueue, bytes: g.cfg.SendQueueBytes},
 		limiter:     rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
@@ -106,7 +109,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.releaseAddr(addr)
 		return
 	}
-	if err := rm.subscribe(ctx, c, g.joiner, since, resume); err != nil {
+	if err := rm.subscribe(ctx, c, g.joiner, pos); err != nil {
 		if ctx.Err() == nil {
 			g.log.Error("backlog on join", "room", room, "user", user, "err", err)
 			c.close(reasonUnavailable)
@@ -114,7 +117,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.endClient(c)
 		return
 	}
-	g.log.Debug("client joined", "room", room, "user", user, "since", since)
+	g.log.Debug("client joined", "room", room, "user", user, "since", pos.since)
 
 	// The connection is hijacked, so this handler may return. Its goroutine
 	// grew a deep stack joining the room; a fresh one for the rest of the

@@ -70,8 +70,13 @@ type HistoryFrame struct {
 	// HasMore says older messages exist before the first one.
 	HasMore bool `json:"has_more"`
 	// Reset tells a resuming client that more was missed than a resume
-	// carries: it drops what it shows and starts from these messages.
+	// carries, or that the stream started over: it drops what it shows
+	// (and its last seq) and starts from these messages.
 	Reset bool `json:"reset,omitempty"`
+	// Epoch names the stream's sequence space (its creation time). A
+	// client resumes with ?since=<seq>&epoch=<epoch>; a seq of another
+	// epoch means nothing in this one, and the resume becomes a reset.
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // ErrorFrame reports a refused frame or command.
@@ -111,6 +116,7 @@ type ServerFrame struct {
 	Messages []Message `json:"messages"`
 	HasMore  bool      `json:"has_more"`
 	Reset    bool      `json:"reset"`
+	Epoch    string    `json:"epoch"`
 	// error
 	Code  Code   `json:"code"`
 	Error string `json:"message"`

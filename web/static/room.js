@@ -24,6 +24,7 @@ document.title = `#${roomName} · Chat`;
 const messages = new Map(); // seq -> message
 const unacked = new Map();  // client_id -> {text, li}: sent, not yet stored
 let lastSeq = 0;            // newest seq received: where a reconnect resumes
+let epoch = "";             // the stream's epoch that lastSeq belongs to
 let oldestSeq = 0;
 let hasMore = false;
 let loadingOlder = false;
@@ -39,7 +40,7 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   // batch=1: under load the server may put several frames, one per line,
   // in one WebSocket message.
-  const since = lastSeq ? `&since=${lastSeq}` : "";
+  const since = lastSeq ? `&since=${lastSeq}&epoch=${encodeURIComponent(epoch)}` : "";
   ws = new WebSocket(`${scheme}://${location.host}/ws/chat/${encodeURIComponent(roomName)}/${encodeURIComponent(userName)}?batch=1${since}`);
   ws.addEventListener("open", () => {
     retry = 0;
@@ -106,6 +107,15 @@ function onFrame(f) {
       break;
     case "error":
       if (f.client_id === helpId) return;
+      if (f.code === "unconfirmed" && unacked.has(f.client_id)) {
+        // It may have been stored: keep it pending and send it again
+        // with the same client_id, which the server stores at most once.
+        const id = f.client_id;
+        setTimeout(() => {
+          if (unacked.has(id)) send({ type: "message", text: unacked.get(id).text, client_id: id });
+        }, 3000);
+        return;
+      }
       if (f.client_id && unacked.has(f.client_id)) {
         unacked.get(f.client_id).li.remove();
         unacked.delete(f.client_id);
@@ -116,7 +126,9 @@ function onFrame(f) {
 }
 
 function onHistory(f) {
+  if (f.epoch) epoch = f.epoch;
   if (f.reset) {
+    lastSeq = 0;
     messages.clear();
     list.querySelectorAll(".msg:not(.pending), .day").forEach((el) => el.remove());
     oldestSeq = 0;
