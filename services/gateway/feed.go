@@ -52,7 +52,7 @@ func newFeed(h *hub, room string, out *members) *feed {
 		msgs:    make(chan *nats.Msg, h.feedBuffer),
 		resync:  make(chan struct{}, 1),
 		restart: make(chan struct{}, 1),
-		ctx:    ctx, stop: cancel,
+		ctx:     ctx, stop: cancel,
 	}
 }
 
