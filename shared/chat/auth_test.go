@@ -27,7 +27,7 @@ func goldenAuth() map[string]any {
 		"auth_reply_mute.json":         AuthReply{OK: true, Mute: &mute},
 		"auth_reply_ok.json":           AuthReply{OK: true},
 		"auth_reply_unauthorized.json": AuthReply{Code: CodeUnauthorized, Error: "wrong name or password"},
-		"auth_reply_rate_limited.json": AuthReply{Code: CodeRateLimited, Error: "too many failed sign-ins for this name: try again in 42 seconds", RetryAfter: 42},
+		"auth_reply_rate_limited.json": AuthReply{Code: CodeRateLimited, Error: "too many attempts for this name: try again in 42 seconds", RetryAfter: 42},
 		"kv_account.json":              account,
 		"kv_session.json":              session,
 		"kv_mute.json":                 mute,

@@ -52,16 +52,17 @@ type Account struct {
 	PasswordChangedAt time.Time `bun:"password_changed_at,notnull"`
 }
 
-// Session is a signed-in account. Name and Admin are the account's, filled
-// by the reads; writes ignore them.
+// Session is a signed-in account. Name, Admin and AccountCreatedAt are the
+// account's, filled by the reads; writes ignore them.
 type Session struct {
 	// Key is chat.SessionKey of the token.
-	Key        string    `bun:"token_hash"`
-	AccountKey string    `bun:"account_key"`
-	CreatedAt  time.Time `bun:"created_at"`
-	ExpiresAt  time.Time `bun:"expires_at"`
-	Name       string    `bun:"name"`
-	Admin      bool      `bun:"admin"`
+	Key              string    `bun:"token_hash"`
+	AccountKey       string    `bun:"account_key"`
+	CreatedAt        time.Time `bun:"created_at"`
+	ExpiresAt        time.Time `bun:"expires_at"`
+	Name             string    `bun:"name"`
+	Admin            bool      `bun:"admin"`
+	AccountCreatedAt time.Time `bun:"account_created_at"`
 }
 
 type sessionRow struct {
@@ -241,7 +242,7 @@ func (s *Store) selectSessions() *bun.SelectQuery {
 	return s.db.NewSelect().
 		TableExpr("sessions AS s").
 		Join("JOIN accounts AS a ON a.name_key = s.account_key").
-		ColumnExpr("s.token_hash, s.account_key, s.created_at, s.expires_at, a.name, a.admin")
+		ColumnExpr("s.token_hash, s.account_key, s.created_at, s.expires_at, a.name, a.admin, a.created_at AS account_created_at")
 }
 
 // Session returns the session of key, expired or not, or ErrNotFound.
@@ -269,7 +270,7 @@ func (s *Store) Sessions(ctx context.Context, now time.Time) ([]Session, error) 
 }
 
 func normSession(sess Session) Session {
-	sess.CreatedAt, sess.ExpiresAt = sess.CreatedAt.UTC(), sess.ExpiresAt.UTC()
+	sess.CreatedAt, sess.ExpiresAt, sess.AccountCreatedAt = sess.CreatedAt.UTC(), sess.ExpiresAt.UTC(), sess.AccountCreatedAt.UTC()
 	return sess
 }
 

@@ -237,7 +237,7 @@ func testSessions(t *testing.T, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Session{Key: "k1", AccountKey: "alice", CreatedAt: ts(t0), ExpiresAt: ts(later), Name: "Alice", Admin: true}
+	want := Session{Key: "k1", AccountKey: "alice", CreatedAt: ts(t0), ExpiresAt: ts(later), Name: "Alice", Admin: true, AccountCreatedAt: ts(t0)}
 	if got != want {
 		t.Errorf("got %+v,\nwant %+v", got, want)
 	}
