@@ -59,7 +59,7 @@ var errWrongCredentials = refuse(chat.CodeUnauthorized, "wrong name or password"
 
 var errNoSession = refuse(chat.CodeUnauthorized, "not signed in, or the session has ended: sign in again")
 
-// handler answers one request; subject says which.
+// handler answers the request of one auth.* subject.
 type handler func(ctx context.Context, data []byte) (chat.AuthReply, error)
 
 func (s *service) handlers() map[string]handler {
