@@ -2,7 +2,7 @@
 # shared/, web/ and deploy/ are in the context:
 #   docker build --build-arg SERVICE=gateway -t chat-gateway .
 # (make images builds all of them.) SERVICE is one of: gateway, history, bot,
-# sms-worker, allinone. The binary is built by deploy/gobuild.sh, as the
+# sms-worker, accounts, allinone. The binary is built by deploy/gobuild.sh, as the
 # deploy tests build the processes they run.
 FROM golang:1.26 AS build
 ARG SERVICE=gateway

@@ -3,7 +3,7 @@
 
 GO       ?= go
 MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
-BINARIES := gateway history bot sms-worker allinone
+BINARIES := gateway history bot sms-worker accounts allinone
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
 .PHONY: all build run test vet tidy clean bench images cluster-test
@@ -17,6 +17,7 @@ build:
 	$(GO) build -o bin/history ./services/history/cmd/history
 	$(GO) build -o bin/bot ./services/bot/cmd/bot
 	$(GO) build -o bin/sms-worker ./services/smsworker/cmd/sms-worker
+	$(GO) build -o bin/accounts ./services/accounts/cmd/accounts
 	$(GO) build -o bin/allinone ./services/allinone
 	$(GO) build -o bin/chatbench ./bench
 
@@ -36,7 +37,7 @@ test: vet
 	done; exit $$fail
 
 ## images: one container image per service, chat-<service> (needs a Docker engine)
-SERVICES := gateway history bot sms-worker
+SERVICES := gateway history bot sms-worker accounts
 images:
 	@for s in $(SERVICES); do \
 		docker build --build-arg SERVICE=$$s -t chat-$$s . || exit 1; \

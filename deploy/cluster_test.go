@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/pgtest"
 )
 
@@ -136,6 +137,127 @@ func queryInt(t *testing.T, db *sql.DB, query string, args ...any) int {
 // "Subscription Violation") and in a client's ("Permissions Violation").
 var violation = regexp.MustCompile(`(?i)(permissions|publish|subscription) violation`)
 
+// authClient calls the accounts service and watches its sessions bucket as
+// the gateway's NATS user, the way a gateway does.
+type authClient struct {
+	t        *testing.T
+	c        *conn
+	sessions *keyWatcher
+	replies  int // replies received: each request the service answered
+}
+
+func newAuthClient(t *testing.T, url string) *authClient {
+	t.Helper()
+	c := connectAs(t, url, "gateway")
+	js, err := jetstream.New(c.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, chat.SessionsBucket)
+	if err != nil {
+		t.Fatalf("the gateway's user opens the sessions bucket: %v", err)
+	}
+	return &authClient{t: t, c: c, sessions: watchKeys(t, kv)}
+}
+
+// ask sends one request and decodes its reply; unavailable replies (a
+// stream leader moving after a node loss) are asked again.
+func (a *authClient) ask(subject string, req any) chat.AuthReply {
+	a.t.Helper()
+	data, err := json.Marshal(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		m, err := a.c.Request(subject, data, 15*time.Second)
+		if err != nil {
+			a.t.Fatalf("%s: %v", subject, err)
+		}
+		a.replies++
+		var r chat.AuthReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			a.t.Fatalf("%s: %v in %s", subject, err, m.Data)
+		}
+		if r.Code != chat.CodeUnavailable || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(time.Duration(max(r.RetryAfter, 1)) * time.Second)
+	}
+}
+
+func (a *authClient) ok(subject string, req any) chat.AuthReply {
+	a.t.Helper()
+	r := a.ask(subject, req)
+	if !r.OK {
+		a.t.Fatalf("%s: %+v, want ok", subject, r)
+	}
+	return r
+}
+
+func (a *authClient) register(name string) chat.Session {
+	a.t.Helper()
+	r := a.ok(chat.AuthRegister, chat.Credentials{Name: name, Password: name + "-password", Addr: "203.0.113.9"})
+	return *r.Session
+}
+
+func (a *authClient) login(name string) chat.Session {
+	a.t.Helper()
+	r := a.ok(chat.AuthLogin, chat.Credentials{Name: name, Password: name + "-password", Addr: "203.0.113.9"})
+	return *r.Session
+}
+
+// checkNoViolation fails the test if the gateway's user was refused
+// anything while it used the accounts service and its bucket.
+func (a *authClient) checkNoViolation() {
+	a.t.Helper()
+	for len(a.c.errs) > 0 {
+		a.t.Errorf("the gateway's user was refused: %v", <-a.c.errs)
+	}
+}
+
+// keyWatcher keeps the live keys of a bucket from a watcher.
+type keyWatcher struct {
+	t    *testing.T
+	mu   sync.Mutex
+	live map[string]bool
+}
+
+func watchKeys(t *testing.T, kv jetstream.KeyValue) *keyWatcher {
+	t.Helper()
+	w, err := kv.WatchAll(context.Background())
+	if err != nil {
+		t.Fatalf("watch %s: %v", kv.Bucket(), err)
+	}
+	kw := &keyWatcher{t: t, live: map[string]bool{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			kw.mu.Lock()
+			kw.live[e.Key()] = e.Operation() == jetstream.KeyValuePut
+			kw.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { w.Stop(); <-done })
+	return kw
+}
+
+// waitFor waits until key is live (or gone, with live false).
+func (w *keyWatcher) waitFor(key string, live bool) {
+	w.t.Helper()
+	waitFor(w.t, 15*time.Second, fmt.Sprintf("key %s live=%v", key, live), func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.live[key] == live
+	})
+}
+
 // TestCluster runs the production topology on loopback: a three-node NATS
 // cluster from deploy/nats-cluster.conf with R3 streams, Postgres, and two
 // of each service as separate processes, every one on its own NATS user.
@@ -164,7 +286,7 @@ func TestCluster(t *testing.T) {
 	other, third := (doomed+1)%3, (doomed+2)%3
 	t.Logf("%s is the meta leader", s.nodes[doomed].name)
 
-	gw, hist, bot, worker := services[0], services[1], services[2], services[3]
+	gw, hist, bot, worker, accounts := services[0], services[1], services[2], services[3], services[4]
 	// Two of each, on different nodes. A service given one node learns the
 	// others from the cluster and reconnects to them by itself.
 	gw1, gw1Addr := s.startService(gw, "gateway-1", doomed, "GATEWAY_ID=gw1")
@@ -186,6 +308,8 @@ func TestCluster(t *testing.T) {
 		{bot, "bot-2", third, nil},
 		{worker, "sms-worker-1", doomed, []string{"SMSWORKER_ACK_WAIT=5s"}},
 		{worker, "sms-worker-2", other, []string{"SMSWORKER_ACK_WAIT=5s"}},
+		{accounts, "accounts-1", doomed, []string{"ACCOUNTS_DATABASE_URL=" + dbURL, "ACCOUNTS_ADMINS=mod"}},
+		{accounts, "accounts-2", third, []string{"ACCOUNTS_DATABASE_URL=" + dbURL, "ACCOUNTS_ADMINS=mod"}},
 	} {
 		_ = i
 		p, addr := s.startService(spec.svc, spec.id, spec.node, spec.extra...)
@@ -196,14 +320,14 @@ func TestCluster(t *testing.T) {
 	for _, a := range admins {
 		waitReady(t, a.p, "http://"+a.addr+"/readyz", 60*time.Second)
 	}
-	t.Logf("stack of 11 processes ready in %v", time.Since(started).Round(time.Millisecond))
+	t.Logf("stack of 13 processes ready in %v", time.Since(started).Round(time.Millisecond))
 
 	ops := connectAdmin(t, s.natsURL(other))
 	js, err := jetstream.New(ops)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"CHAT", "SMS", "SMS_DEAD", "KV_sms_sent"} {
+	for _, name := range []string{"CHAT", "SMS", "SMS_DEAD", "KV_sms_sent", "KV_sessions", "KV_accounts", "KV_mutes"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		st, err := js.Stream(ctx, name)
 		cancel()
@@ -214,6 +338,10 @@ func TestCluster(t *testing.T) {
 			t.Errorf("stream %s has %d replicas, want 3", name, r)
 		}
 	}
+
+	// Accounts as a gateway uses them, on the gateway's user: requests to
+	// either accounts instance, the sessions bucket watched.
+	auth := newAuthClient(t, s.natsURL(other))
 
 	const room = "lobby"
 	alice := newChatClient(t, gw1Addr, room, "alice")
@@ -268,6 +396,13 @@ func TestCluster(t *testing.T) {
 	smses = append(smses, "carol", "dave")
 	everyoneSees("user messages", 20, func(m frame) bool { return m.Kind == "user" })
 	everyoneSees("SMS confirmations", 2, textHas("An SMS has been sent to"))
+	carolPhone := auth.register("carol")
+	carolLaptop := auth.login("carol")
+	mod := auth.register("mod")
+	if !mod.Admin || carolPhone.Admin {
+		t.Errorf("mod admin %v, carol admin %v: want ACCOUNTS_ADMINS=mod applied", mod.Admin, carolPhone.Admin)
+	}
+	auth.sessions.waitFor(chat.SessionKey(carolLaptop.Token), true)
 	t.Logf("chat on two gateways: %v", time.Since(phase).Round(time.Millisecond))
 
 	// 2. A NATS node dies during traffic: the gateway, history writer and
@@ -295,6 +430,17 @@ func TestCluster(t *testing.T) {
 	smses = append(smses, "erin", "frank")
 	everyoneSees("user messages", 50, func(m frame) bool { return m.Kind == "user" })
 	everyoneSees("SMS confirmations", 4, textHas("An SMS has been sent to"))
+	// Sessions made before the node died still work; a logout reaches
+	// the watching gateway.
+	auth.ok(chat.AuthSession, chat.TokenRequest{Token: carolPhone.Token})
+	auth.ok(chat.AuthLogout, chat.TokenRequest{Token: carolPhone.Token})
+	auth.sessions.waitFor(chat.SessionKey(carolPhone.Token), false)
+	if r := auth.ask(chat.AuthSession, chat.TokenRequest{Token: carolPhone.Token}); r.Code != chat.CodeUnauthorized {
+		t.Errorf("a session after its logout: %+v, want unauthorized", r)
+	}
+	auth.ok(chat.AuthSession, chat.TokenRequest{Token: carolLaptop.Token})
+	auth.ok(chat.AuthMute, chat.MuteRequest{Token: mod.Token, Room: room, User: "dave", Duration: "10m"})
+	auth.register("dave")
 	t.Logf("chat through the loss of %s: %v", s.nodes[doomed].name, time.Since(phase).Round(time.Millisecond))
 
 	// Every service serves Prometheus metrics; the workers' counters agree
@@ -308,6 +454,8 @@ func TestCluster(t *testing.T) {
 		{admins[3].addr, "chat_bot_commands_total"},
 		{admins[4].addr, "chat_sms_sent_total"},
 		{admins[5].addr, `chat_sms_dead_lettered_total{cause="failed"} 0`},
+		{admins[6].addr, "chat_accounts_requests_total"},
+		{admins[7].addr, "chat_accounts_kv_sync_errors_total"},
 	} {
 		if body := httpGet(t, "http://"+m.addr+"/metrics"); !strings.Contains(body, m.want) {
 			t.Errorf("%s/metrics lacks %s", m.addr, m.want)
@@ -318,6 +466,16 @@ func TestCluster(t *testing.T) {
 	}
 	if n := metricSum(t, `chat_bot_commands_total{command="sms",outcome="ok"}`, admins[2].addr, admins[3].addr); n != len(smses) {
 		t.Errorf("the bots count %d /sms answered, want %d", n, len(smses))
+	}
+	// Every auth request answered once, by one of the two instances.
+	var answered int
+	for _, subject := range []string{chat.AuthRegister, chat.AuthLogin, chat.AuthLogout, chat.AuthSession, chat.AuthMute} {
+		for _, outcome := range []string{"ok", "unauthorized", "unavailable"} {
+			answered += metricSum(t, fmt.Sprintf(`chat_accounts_requests_total{outcome=%q,subject=%q}`, outcome, subject), admins[6].addr, admins[7].addr)
+		}
+	}
+	if answered != auth.replies {
+		t.Errorf("the accounts instances answered %d requests, the client got %d replies: want each answered once", answered, auth.replies)
 	}
 
 	// 3. A gateway dies: its clients resume on the other one with ?since=
@@ -376,7 +534,7 @@ func TestCluster(t *testing.T) {
 
 	// Each SMS was sent once, by one of the two workers.
 	sent := map[string]int{}
-	for _, a := range admins[4:] {
+	for _, a := range admins[4:6] {
 		for _, line := range strings.Split(a.p.logText(), "\n") {
 			if strings.Contains(line, `"msg":"sms sent"`) {
 				for _, to := range smses {
@@ -395,6 +553,7 @@ func TestCluster(t *testing.T) {
 
 	// Every service ran on its own least-privilege user without a single
 	// refusal (the NATS logs name every permission violation).
+	auth.checkNoViolation()
 	for _, p := range append(append([]*proc{}, s.servers...), gw1, gw2) {
 		if v := violation.FindString(p.logText()); v != "" {
 			t.Errorf("%s logged a permission violation:\n%s", p.name, grepLines(p.logText(), violation))

@@ -25,10 +25,11 @@ var services = []service{
 	{"history", "HISTORY", "history", "HISTORY_ADMIN_ADDR", "9090"},
 	{"bot", "BOT", "bot", "BOT_ADMIN_ADDR", "9090"},
 	{"sms-worker", "SMSWORKER", "sms-worker", "SMSWORKER_ADMIN_ADDR", "9090"},
+	{"accounts", "ACCOUNTS", "accounts", "ACCOUNTS_ADMIN_ADDR", "9090"},
 }
 
 // scalable are the services the README scales with --scale.
-var scalable = []string{"history", "bot", "sms-worker"}
+var scalable = []string{"history", "bot", "sms-worker", "accounts"}
 
 // loadCompose loads ../docker-compose.yml as docker compose does: schema
 // validation, interpolation with the given environment (none: the defaults
@@ -71,7 +72,7 @@ func TestCompose(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	if want := []string{"bot", "gateway", "history", "nats", "postgres", "sms-worker"}; !slices.Equal(names, want) {
+	if want := []string{"accounts", "bot", "gateway", "history", "nats", "postgres", "sms-worker"}; !slices.Equal(names, want) {
 		t.Fatalf("services %v, want %v", names, want)
 	}
 
@@ -142,20 +143,23 @@ func TestCompose(t *testing.T) {
 		})
 	}
 
-	t.Run("history database", func(t *testing.T) {
-		s := p.Services["history"]
-		if dep := s.DependsOn["postgres"]; dep.Condition != types.ServiceConditionHealthy {
-			t.Errorf("depends_on postgres %+v, want service_healthy", dep)
-		}
-		u, err := url.Parse(env(s, "HISTORY_DATABASE_URL"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pw, _ := u.User.Password()
-		if u.Host != "postgres:5432" || u.User.Username() != env(pg, "POSTGRES_USER") || pw != env(pg, "POSTGRES_PASSWORD") || u.Path != "/"+env(pg, "POSTGRES_DB") {
-			t.Errorf("HISTORY_DATABASE_URL %s does not match the postgres service", u.Redacted())
-		}
-	})
+	for _, svc := range []string{"history", "accounts"} {
+		t.Run(svc+" database", func(t *testing.T) {
+			s := p.Services[svc]
+			if dep := s.DependsOn["postgres"]; dep.Condition != types.ServiceConditionHealthy {
+				t.Errorf("depends_on postgres %+v, want service_healthy", dep)
+			}
+			key := strings.ToUpper(svc) + "_DATABASE_URL"
+			u, err := url.Parse(env(s, key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pw, _ := u.User.Password()
+			if u.Host != "postgres:5432" || u.User.Username() != env(pg, "POSTGRES_USER") || pw != env(pg, "POSTGRES_PASSWORD") || u.Path != "/"+env(pg, "POSTGRES_DB") {
+				t.Errorf("%s %s does not match the postgres service", key, u.Redacted())
+			}
+		})
+	}
 
 	// docker compose up --scale: a fixed container name or host port would
 	// make the second replica fail.

@@ -11,6 +11,7 @@ gateway) dir=services/gateway pkg=./cmd/gateway ;;
 history) dir=services/history pkg=./cmd/history ;;
 bot) dir=services/bot pkg=./cmd/bot ;;
 sms-worker) dir=services/smsworker pkg=./cmd/sms-worker ;;
+accounts) dir=services/accounts pkg=./cmd/accounts ;;
 allinone) dir=services/allinone pkg=. ;;
 healthprobe) dir=deploy pkg=./cmd/healthprobe ;;
 nats-server) dir=deploy pkg=github.com/nats-io/nats-server/v2 ;;

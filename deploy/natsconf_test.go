@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natsconn"
 )
 
@@ -20,6 +23,7 @@ var users = []struct{ name, passwordVar string }{
 	{"history", "HISTORY_NATS_PASSWORD"},
 	{"bot", "BOT_NATS_PASSWORD"},
 	{"sms-worker", "SMSWORKER_NATS_PASSWORD"},
+	{"accounts", "ACCOUNTS_NATS_PASSWORD"},
 	{"admin", "ADMIN_NATS_PASSWORD"},
 }
 
@@ -234,6 +238,33 @@ func TestPermissions(t *testing.T) {
 		{"sms-worker", "chat.presence.lobby", false},
 		{"sms-worker", "$JS.API.STREAM.DELETE.SMS", false},
 		{"admin", "sms_channel", true},
+		// Accounts and sessions: only the accounts service writes the
+		// buckets; the gateway asks it and reads them.
+		{"gateway", "auth.login", true},
+		{"gateway", "auth.mute", true},
+		{"gateway", "$KV.sessions.x", false},
+		{"gateway", "$KV.accounts.alice", false},
+		{"gateway", "$KV.mutes.lobby.bob", false},
+		{"gateway", "$JS.API.STREAM.PURGE.KV_sessions", false},
+		{"gateway", "$JS.API.STREAM.DELETE.KV_sessions", false},
+		{"gateway", "$JS.API.STREAM.MSG.DELETE.KV_sessions", false},
+		{"gateway", "$JS.API.STREAM.UPDATE.KV_sessions", false},
+		{"accounts", "$KV.sessions.x", true},
+		{"accounts", "$KV.accounts.alice", true},
+		{"accounts", "$KV.mutes.lobby.bob", true},
+		{"accounts", "chat.room.lobby", false},
+		{"accounts", "sms_channel", false},
+		{"accounts", "bot.cmd", false},
+		{"accounts", "history.rooms", false},
+		{"accounts", "auth.login", false},
+		{"accounts", "$JS.API.STREAM.DELETE.KV_sessions", false},
+		{"accounts", "$JS.API.STREAM.PURGE.KV_sessions", false},
+		{"accounts", "$JS.API.STREAM.CREATE.CHAT", false},
+		{"bot", "auth.login", false},
+		{"bot", "$KV.sessions.x", false},
+		{"history", "auth.session", false},
+		{"sms-worker", "auth.session", false},
+		{"sms-worker", "$KV.mutes.lobby.bob", false},
 	}
 	for _, p := range pubs {
 		name := "publish " + p.user + " " + p.subject
@@ -291,6 +322,15 @@ func TestPermissions(t *testing.T) {
 		{"history", "_INBOX_bot.x", false},
 		{"sms-worker", "_INBOX_sms-worker.x", true},
 		{"sms-worker", "_INBOX_gateway.>", false},
+		{"accounts", "auth.login", true},
+		{"accounts", "auth.session", true},
+		{"accounts", "_INBOX_accounts.x", true},
+		{"accounts", "_INBOX_gateway.>", false},
+		{"accounts", "chat.feed.lobby", false},
+		{"accounts", "bot.cmd", false},
+		{"gateway", "auth.login", false},
+		{"bot", "auth.login", false},
+		{"history", "auth.*", false},
 	}
 	for _, p := range subs {
 		name := "subscribe " + p.user + " " + p.subject
@@ -317,5 +357,107 @@ func TestPermissions(t *testing.T) {
 				t.Fatalf("%s subscribed to %s: nothing arrived (%v), want it allowed", p.user, p.subject, err)
 			}
 		})
+	}
+}
+
+// TestBucketPermissions drives the accounts service's buckets the way the
+// services do, each as its own user against a server from nats.conf: the
+// accounts user creates, writes, reads and watches them; the gateway user
+// reads and watches them without a single refusal, and cannot write them.
+func TestBucketPermissions(t *testing.T) {
+	s := startConfigured(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	owner := connectAs(t, s.ClientURL(), "accounts")
+	ojs, err := jetstream.New(owner.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := connectAs(t, s.ClientURL(), "gateway")
+	gjs, err := jetstream.New(gw.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{chat.SessionsBucket, chat.AccountsBucket, chat.MutesBucket} {
+		t.Run(bucket, func(t *testing.T) {
+			kv, err := ojs.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage})
+			if err != nil {
+				t.Fatalf("accounts creates %s: %v", bucket, err)
+			}
+			if _, err := ojs.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, Description: "again"}); err != nil {
+				t.Fatalf("accounts updates %s: %v", bucket, err)
+			}
+			if _, err := kv.Put(ctx, "k1", []byte(`{"name":"alice"}`)); err != nil {
+				t.Fatalf("accounts puts: %v", err)
+			}
+			if _, err := kv.Get(ctx, "k1"); err != nil {
+				t.Fatalf("accounts gets: %v", err)
+			}
+			ow, err := kv.WatchAll(ctx)
+			if err != nil {
+				t.Fatalf("accounts watches: %v", err)
+			}
+			for e := range ow.Updates() {
+				if e == nil {
+					break
+				}
+			}
+			ow.Stop()
+
+			gkv, err := gjs.KeyValue(ctx, bucket)
+			if err != nil {
+				t.Fatalf("gateway opens %s: %v", bucket, err)
+			}
+			w, err := gkv.WatchAll(ctx)
+			if err != nil {
+				t.Fatalf("gateway watches: %v", err)
+			}
+			defer w.Stop()
+			next := func() jetstream.KeyValueEntry {
+				t.Helper()
+				select {
+				case e := <-w.Updates():
+					return e
+				case <-ctx.Done():
+					t.Fatal("the gateway's watcher got nothing")
+					return nil
+				}
+			}
+			if e := next(); e == nil || e.Key() != "k1" {
+				t.Fatalf("gateway watcher: first %v, want k1", e)
+			}
+			if e := next(); e != nil {
+				t.Fatalf("gateway watcher: %v, want the end of the current values", e)
+			}
+			if err := kv.Delete(ctx, "k1"); err != nil {
+				t.Fatalf("accounts deletes: %v", err)
+			}
+			if e := next(); e == nil || e.Key() != "k1" || e.Operation() != jetstream.KeyValueDelete {
+				t.Fatalf("gateway watcher: %v, want the delete of k1", e)
+			}
+			if _, err := gkv.Get(ctx, "k1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Fatalf("gateway gets a deleted key: %v, want not found", err)
+			}
+			// Refused by the server, so no acknowledgement ever comes.
+			putCtx, cancelPut := context.WithTimeout(ctx, 2*time.Second)
+			defer cancelPut()
+			if _, err := gkv.Put(putCtx, "forged", []byte(`{"name":"mallory","admin":true}`)); err == nil {
+				t.Fatal("the gateway wrote a key")
+			}
+			if _, err := kv.Get(ctx, "forged"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Fatalf("a forged key is in %s: %v", bucket, err)
+			}
+		})
+	}
+	// The only refusals: the gateway's forged puts.
+	for name, c := range map[string]*conn{"accounts": owner, "gateway": gw} {
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for len(c.errs) > 0 {
+			if err := <-c.errs; name != "gateway" || !strings.Contains(err.Error(), `"$KV.`) {
+				t.Errorf("%s was refused: %v", name, err)
+			}
+		}
 	}
 }

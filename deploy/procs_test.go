@@ -36,7 +36,7 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		for _, name := range []string{"nats-server", "gateway", "history", "bot", "sms-worker"} {
+		for _, name := range []string{"nats-server", "gateway", "history", "bot", "sms-worker", "accounts"} {
 			out, err := exec.Command("sh", "gobuild.sh", name, binDir).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("gobuild.sh %s: %v\n%s", name, err, out)

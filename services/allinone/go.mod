@@ -10,6 +10,7 @@ require (
 	github.com/chromedp/cdproto v0.0.0-20260714215040-dc233986426f
 	github.com/chromedp/chromedp v0.16.0
 	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/natschat/chat/services/accounts v0.0.0
 	github.com/natschat/chat/services/bot v0.0.0-00010101000000-000000000000
 	github.com/natschat/chat/services/gateway v0.0.0
 	github.com/natschat/chat/services/history v0.0.0
@@ -72,6 +73,7 @@ require (
 )
 
 replace (
+	github.com/natschat/chat/services/accounts => ../accounts
 	github.com/natschat/chat/services/bot => ../bot
 	github.com/natschat/chat/services/gateway => ../gateway
 	github.com/natschat/chat/services/history => ../history

@@ -1,7 +1,7 @@
 // Command allinone runs the whole chat in one process: an embedded
 // nats-server with JetStream (unless NATS_URL points at a server) and the
-// gateway, history, bot and sms-worker services, each on its own NATS
-// connection exactly as when they run as separate binaries.
+// gateway, history, bot, sms-worker and accounts services, each on its own
+// NATS connection exactly as when they run as separate binaries.
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/natschat/chat/services/accounts"
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/services/gateway"
 	"github.com/natschat/chat/services/history"
@@ -23,7 +24,8 @@ import (
 )
 
 // Config is the all-in-one's own configuration (CHAT_*). Each service also
-// reads its usual variables (GATEWAY_*, HISTORY_*, BOT_*, SMSWORKER_*).
+// reads its usual variables (GATEWAY_*, HISTORY_*, BOT_*, SMSWORKER_*,
+// ACCOUNTS_*).
 type Config struct {
 	config.Log
 	// NATSURL empty means: start the embedded server.
@@ -39,6 +41,7 @@ type configs struct {
 	history   history.Config
 	bot       bot.Config
 	smsworker smsworker.Config
+	accounts  accounts.Config
 }
 
 func main() {
@@ -61,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{"HISTORY", &c.history},
 		{"BOT", &c.bot},
 		{"SMSWORKER", &c.smsworker},
+		{"ACCOUNTS", &c.accounts},
 	}
 	if len(args) > 0 {
 		if args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
@@ -101,10 +105,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		url = ns.ClientURL()
 		log.Info("embedded nats-server started", "url", url, "store", c.chat.DataDir)
 	}
-	c.gateway.URL, c.history.URL, c.bot.URL, c.smsworker.URL = url, url, url, url
+	c.gateway.URL, c.history.URL, c.bot.URL, c.smsworker.URL, c.accounts.URL = url, url, url, url, url
 	if _, set := os.LookupEnv("HISTORY_SQLITE_PATH"); !set {
 		// Next to the embedded server's data, wherever CHAT_DATA_DIR says.
 		c.history.SQLitePath = filepath.Join(c.chat.DataDir, "chat.db")
+	}
+	if _, set := os.LookupEnv("ACCOUNTS_SQLITE_PATH"); !set {
+		c.accounts.SQLitePath = filepath.Join(c.chat.DataDir, "accounts.db")
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -114,6 +121,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g.Go(func() error {
 		return named("sms-worker", smsworker.Run(gctx, c.smsworker, log.With("service", "sms-worker")))
 	})
+	g.Go(func() error {
+		return named("accounts", accounts.Run(gctx, c.accounts, log.With("service", "accounts")))
+	})
 	err = g.Wait()
 	log.Info("stopped")
 	return err
@@ -121,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 const helpText = `allinone runs the whole chat in one process: an embedded nats-server with
 JetStream (unless CHAT_NATS_URL or NATS_URL names a server) and the gateway,
-history, bot and sms-worker services. Each service reads the same variables
+history, bot, sms-worker and accounts services. Each service reads the same variables
 as its own binary; their NATS URL is replaced by the one above.
 `
 

@@ -89,6 +89,9 @@ func TestGolden(t *testing.T) {
 	for file, v := range goldenFrames() {
 		payloads[file] = v
 	}
+	for file, v := range goldenAuth() {
+		payloads[file] = v
+	}
 	for file, v := range payloads {
 		t.Run(file, func(t *testing.T) {
 			got, err := json.MarshalIndent(v, "", "  ")

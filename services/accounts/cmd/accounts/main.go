@@ -1,0 +1,13 @@
+// Command accounts owns the chat's accounts, sessions and mutes and answers
+// the auth.* requests over NATS. Configuration comes from ACCOUNTS_*
+// environment variables; run it with -h to list them.
+package main
+
+import (
+	"github.com/natschat/chat/services/accounts"
+	"github.com/natschat/chat/shared/config"
+)
+
+func main() {
+	config.Main("accounts", "ACCOUNTS", accounts.Run)
+}
