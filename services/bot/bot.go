@@ -28,6 +28,9 @@ import (
 	"github.com/natschat/chat/shared/stream"
 )
 
+// Prefix is the prefix of the bot's variables.
+const Prefix = "BOT"
+
 // Config is the bot's configuration, read from BOT_* variables (NATS_* and
 // LOG_* are read when the BOT_ one is unset).
 type Config struct {
@@ -35,6 +38,19 @@ type Config struct {
 	config.Log
 	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
+	// ShutdownTimeout bounds the drain: answering the requests already
+	// received and flushing their publishes.
+	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
+}
+
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	return c.Err()
 }
 
 // requestTimeout bounds the work of one command (a JetStream publish), so a
@@ -42,11 +58,9 @@ type Config struct {
 const requestTimeout = 5 * time.Second
 
 // Run serves bot.cmd until ctx is cancelled, then answers the requests it
-// already received and drains the connection.
+// already received and drains the connection, for at most
+// cfg.ShutdownTimeout. cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if cfg.Replicas < 1 {
-		return fmt.Errorf("BOT_REPLICAS is %d, want 1 or more", cfg.Replicas)
-	}
 	var ready atomic.Bool
 	nc, err := natsconn.Connect(cfg.Config, "bot", log)
 	if err != nil {
@@ -111,7 +125,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := svc.Stop(); err != nil {
 		log.Warn("stop bot service", "err", err)
 	}
-	return natsconn.Drain(context.Background(), nc)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := natsconn.Drain(dctx, nc); err != nil {
+		log.Warn("drain nats", "err", err)
+	}
+	return nil
 }
 
 // bot holds what the commands need.

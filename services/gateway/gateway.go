@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"sync"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 	"github.com/natschat/chat/shared/natsconn"
 	"github.com/natschat/chat/shared/stream"
 )
+
+// Prefix is the prefix of the gateway's variables: GATEWAY_ADDR, ...
+const Prefix = "GATEWAY"
 
 // Config is the gateway's configuration, read from GATEWAY_* variables.
 type Config struct {
@@ -46,7 +50,41 @@ type Config struct {
 	Pprof            bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
 }
 
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	c.Check(cfg.Addr != "", "ADDR", "must not be empty (e.g. 127.0.0.1:8080, or :8080 for every interface)")
+	for _, o := range cfg.AllowedOrigins {
+		_, err := path.Match(o, "")
+		c.Check(err == nil, "ALLOWED_ORIGINS", "has %q, not a valid host pattern", o)
+	}
+	c.Check(cfg.SendQueue >= 1, "SEND_QUEUE", "must be at least 1 (got %d)", cfg.SendQueue)
+	c.Check(cfg.HistoryOnJoin >= 1, "HISTORY_ON_JOIN", "must be at least 1 (got %d)", cfg.HistoryOnJoin)
+	c.Check(cfg.ResumeMax >= 1, "RESUME_MAX", "must be at least 1 (got %d)", cfg.ResumeMax)
+	c.Check(cfg.PageMax >= 1, "PAGE_MAX", "must be at least 1 (got %d)", cfg.PageMax)
+	c.Check(cfg.Rate > 0, "RATE", "must be more than 0 (got %v)", cfg.Rate)
+	c.Check(cfg.Burst >= 1, "BURST", "must be at least 1 (got %d)", cfg.Burst)
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"BOT_TIMEOUT", cfg.BotTimeout},
+		{"HISTORY_TIMEOUT", cfg.HistoryTimeout},
+		{"PUBLISH_TIMEOUT", cfg.PublishTimeout},
+		{"WRITE_TIMEOUT", cfg.WriteTimeout},
+		{"SHUTDOWN_TIMEOUT", cfg.ShutdownTimeout},
+		{"PRESENCE_INTERVAL", cfg.PresenceInterval},
+	} {
+		c.Check(d.d > 0, d.name, "must be more than 0 (got %v)", d.d)
+	}
+	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
+	return c.Err()
+}
+
 // Run connects to NATS, listens on cfg.Addr and serves until ctx is done.
+// cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

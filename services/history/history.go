@@ -10,19 +10,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/natschat/chat/services/history/internal/store"
+	"github.com/natschat/chat/shared/admin"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
 	"github.com/natschat/chat/shared/stream"
 )
+
+// Prefix is the prefix of the history service's variables.
+const Prefix = "HISTORY"
 
 // Config is the history service's configuration, read from HISTORY_*
 // environment variables (see config.Load). NATS_* and DATABASE_URL are read
@@ -53,20 +56,25 @@ type Config struct {
 	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"time allowed for finishing the in-flight batch and draining on shutdown"`
 }
 
-func (cfg Config) validate() error {
-	switch {
-	case cfg.BatchSize < 1:
-		return errors.New("batch size must be at least 1")
-	case cfg.FetchWait <= 0:
-		return errors.New("fetch wait must be positive")
-	case cfg.AckWait < time.Second:
-		return errors.New("ack wait must be at least 1s")
-	case cfg.QueryWorkers < 1:
-		return errors.New("query workers must be at least 1")
-	case cfg.QueryTimeout <= 0 || cfg.ShutdownTimeout <= 0:
-		return errors.New("query and shutdown timeouts must be positive")
-	}
-	return nil
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	scheme, _, _ := strings.Cut(cfg.DatabaseURL, "://")
+	c.CheckShared(cfg.DatabaseURL == "" || scheme == "postgres" || scheme == "postgresql", "DATABASE_URL",
+		"must start with postgres:// or postgresql://, or be empty for SQLite (got a %q URL)", scheme)
+	c.Check(cfg.DatabaseURL != "" || cfg.SQLitePath != "", "SQLITE_PATH", "must not be empty when there is no DATABASE_URL")
+	c.Check(cfg.SQLiteBusyTimeout >= 0, "SQLITE_BUSY_TIMEOUT", "must not be negative (got %v)", cfg.SQLiteBusyTimeout)
+	c.Check(cfg.BatchSize >= 1, "BATCH_SIZE", "must be at least 1 (got %d)", cfg.BatchSize)
+	c.Check(cfg.FetchWait > 0, "FETCH_WAIT", "must be more than 0 (got %v)", cfg.FetchWait)
+	c.Check(cfg.BatchLinger >= 0, "BATCH_LINGER", "must not be negative (got %v)", cfg.BatchLinger)
+	c.Check(cfg.AckWait >= time.Second, "ACK_WAIT", "must be at least 1s (got %v)", cfg.AckWait)
+	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
+	c.Check(cfg.QueryWorkers >= 1, "QUERY_WORKERS", "must be at least 1 (got %d)", cfg.QueryWorkers)
+	c.Check(cfg.QueryTimeout > 0, "QUERY_TIMEOUT", "must be more than 0 (got %v)", cfg.QueryTimeout)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	return c.Err()
 }
 
 // consumerName is the durable consumer every history instance shares, so
@@ -75,25 +83,20 @@ const consumerName = "history"
 
 // Run runs the service until ctx is cancelled, then finishes the batch in
 // flight, acks it, drains the NATS connection and closes the database. It
-// returns an error if the service cannot start.
+// returns an error if the service cannot start. cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("history config: %w", err)
-	}
 	h := &health{}
 	m := newMetrics()
-	g, ctx := errgroup.WithContext(ctx)
-	if cfg.AdminAddr != "" {
-		// Listen before anything slow, so a taken port fails at once.
-		ln, err := net.Listen("tcp", cfg.AdminAddr)
-		if err != nil {
-			return fmt.Errorf("admin listen: %w", err)
-		}
-		log.Info("admin listening", "addr", ln.Addr().String())
-		serveAdmin(ctx, g, ln, h, m.handler(), cfg.ShutdownTimeout)
+	// Before anything slow, so a taken port fails at once.
+	stopAdmin, err := admin.Start(cfg.AdminAddr, h.ready, m.handler(), log)
+	if err != nil {
+		return err
 	}
-	g.Go(func() error { return run(ctx, cfg, h, m, log) })
-	return g.Wait()
+	defer stopAdmin()
+	// Not ready from the moment shutdown begins, while the batch in flight
+	// is finished and the connection drained.
+	context.AfterFunc(ctx, h.setStopping)
+	return run(ctx, cfg, h, m, log)
 }
 
 func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logger) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,18 +17,41 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/natschat/chat/services/gateway"
-	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/service"
 )
 
 func TestHelpListsEveryVariable(t *testing.T) {
 	var out bytes.Buffer
-	if err := config.Run(context.Background(), "GATEWAY", []string{"-h"}, &out, &out, gateway.Run); err != nil {
+	if err := service.Run(context.Background(), gateway.Prefix, []string{"-h"}, &out, &out, gateway.Run); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"GATEWAY_ADDR", "GATEWAY_NATS_URL", "GATEWAY_ALLOWED_ORIGINS", "GATEWAY_SEND_QUEUE", "GATEWAY_SHUTDOWN_TIMEOUT"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("-h does not list %s", v)
+		}
+	}
+}
+
+// TestBadConfigRefused: every problem is reported at once, naming its
+// variable, before anything connects or listens.
+func TestBadConfigRefused(t *testing.T) {
+	t.Setenv("GATEWAY_SEND_QUEUE", "0")
+	t.Setenv("GATEWAY_RATE", "-1")
+	t.Setenv("GATEWAY_NATS_URL", "")
+	t.Setenv("GATEWAY_ALLOWED_ORIGINS", "[chat.example.com")
+	err := service.Run(context.Background(), gateway.Prefix, nil, io.Discard, io.Discard, gateway.Run)
+	if !service.IsConfigError(err) {
+		t.Fatalf("got %v, want a configuration error", err)
+	}
+	for _, want := range []string{
+		"GATEWAY_SEND_QUEUE must be at least 1 (got 0)",
+		"GATEWAY_RATE must be more than 0 (got -1)",
+		"GATEWAY_NATS_URL (or NATS_URL) must name at least one server",
+		`GATEWAY_ALLOWED_ORIGINS has "[chat.example.com", not a valid host pattern`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
 }
