@@ -36,7 +36,7 @@ const Prefix = "BOT"
 type Config struct {
 	natsconn.Config
 	config.Log
-	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
+	stream.Settings
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
 	// ShutdownTimeout bounds the drain: answering the requests already
 	// received and flushing their publishes.
@@ -48,7 +48,7 @@ func (cfg Config) Validate() error {
 	c := config.NewChecker(Prefix)
 	cfg.Config.Check(c)
 	cfg.Log.Check(c)
-	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
+	cfg.Settings.Check(c)
 	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
 	return c.Err()
 }
@@ -79,11 +79,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	// /now publishes to CHAT and /sms to SMS: both must exist, or a publish
-	// would find no stream and the message would be lost.
+	// would find no stream and the message would be lost. The bot owns
+	// neither: it creates a missing one and never changes an existing one.
 	opts := stream.Options{Replicas: cfg.Replicas}
 	for _, sc := range []jetstream.StreamConfig{stream.ChatConfig(opts), stream.SMSConfig(opts)} {
-		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
-			_, err := stream.Ensure(ctx, js, sc)
+		if err := natsconn.Retry(ctx, log, "stream "+sc.Name, func(ctx context.Context) error {
+			_, err := stream.Use(ctx, js, sc, log)
 			return err
 		}); err != nil {
 			if ctx.Err() != nil {

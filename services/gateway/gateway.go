@@ -29,6 +29,7 @@ const Prefix = "GATEWAY"
 type Config struct {
 	natsconn.Config
 	config.Log
+	stream.Settings
 
 	Addr string `default:":8080" desc:"HTTP listen address"`
 	// AllowedOrigins empty means same-origin WebSockets only.
@@ -44,7 +45,6 @@ type Config struct {
 	PublishTimeout   time.Duration `split_words:"true" default:"5s" desc:"how long to wait for JetStream to store a message"`
 	WriteTimeout     time.Duration `split_words:"true" default:"10s" desc:"how long one WebSocket write may take before the client is dropped"`
 	ShutdownTimeout  time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
-	Replicas         int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
 	ID               string        `desc:"name of this gateway instance in NATS (default: host name)"`
 	PresenceInterval time.Duration `split_words:"true" default:"10s" desc:"how often the gateway announces who is connected; a gateway silent for 3 intervals has its users dropped"`
 	Pprof            bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
@@ -55,6 +55,7 @@ func (cfg Config) Validate() error {
 	c := config.NewChecker(Prefix)
 	cfg.Config.Check(c)
 	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
 	c.Check(cfg.Addr != "", "ADDR", "must not be empty (e.g. 127.0.0.1:8080, or :8080 for every interface)")
 	for _, o := range cfg.AllowedOrigins {
 		_, err := path.Match(o, "")
@@ -79,7 +80,6 @@ func (cfg Config) Validate() error {
 	} {
 		c.Check(d.d > 0, d.name, "must be more than 0 (got %v)", d.d)
 	}
-	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
 	return c.Err()
 }
 
@@ -177,8 +177,10 @@ type Gateway struct {
 	conns   sync.WaitGroup
 }
 
-// New builds a gateway on nc, creating the CHAT stream if it does not exist.
-// While NATS is unreachable it retries until ctx is done.
+// New builds a gateway on nc. The gateway does not own the CHAT stream
+// (history does, see package stream): it creates it when it is missing, and
+// uses an existing one as it is, with a warning when it differs from the
+// definition. While NATS is unreachable it retries until ctx is done.
 func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
 	cfg.ID = cfg.instance()
 	js, err := jetstream.New(nc,
@@ -189,8 +191,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	var chatStream jetstream.Stream
-	err = natsconn.Retry(ctx, log, "ensure CHAT stream", func(ctx context.Context) (err error) {
-		chatStream, err = stream.Ensure(ctx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas}))
+	err = natsconn.Retry(ctx, log, "CHAT stream", func(ctx context.Context) (err error) {
+		chatStream, err = stream.Use(ctx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas}), log)
 		return err
 	})
 	if err != nil {

@@ -33,6 +33,7 @@ const Prefix = "HISTORY"
 type Config struct {
 	natsconn.Config
 	config.Log
+	stream.Settings
 
 	// DatabaseURL selects Postgres (postgres:// or postgresql://); empty
 	// means the SQLite file at SQLitePath.
@@ -48,7 +49,9 @@ type Config struct {
 	// own transaction (and, on SQLite, its own fsync).
 	BatchLinger time.Duration `split_words:"true" default:"20ms" desc:"after the first message of a batch, how long to let more arrive before storing (0: store at once)"`
 	AckWait     time.Duration `split_words:"true" default:"30s" desc:"consumer ack wait: a batch not acked in this time is redelivered"`
-	Replicas    int           `default:"1" desc:"JetStream replicas of the CHAT stream (3 on a cluster)"`
+	// ChatMaxBytes bounds the CHAT stream, which history owns: it brings
+	// the stream to this definition at start, the others never change it.
+	ChatMaxBytes int64 `split_words:"true" default:"1073741824" desc:"most bytes the CHAT stream keeps, oldest messages discarded first (1 GiB; history owns CHAT's configuration)"`
 
 	AdminAddr       string        `split_words:"true" desc:"admin HTTP address for /healthz, /readyz and /metrics, e.g. :9102 (empty: off)"`
 	QueryWorkers    int           `split_words:"true" default:"16" desc:"history queries served at once; more are answered with a busy error"`
@@ -61,6 +64,7 @@ func (cfg Config) Validate() error {
 	c := config.NewChecker(Prefix)
 	cfg.Config.Check(c)
 	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
 	scheme, _, _ := strings.Cut(cfg.DatabaseURL, "://")
 	c.CheckShared(cfg.DatabaseURL == "" || scheme == "postgres" || scheme == "postgresql", "DATABASE_URL",
 		"must start with postgres:// or postgresql://, or be empty for SQLite (got a %q URL)", scheme)
@@ -70,7 +74,7 @@ func (cfg Config) Validate() error {
 	c.Check(cfg.FetchWait > 0, "FETCH_WAIT", "must be more than 0 (got %v)", cfg.FetchWait)
 	c.Check(cfg.BatchLinger >= 0, "BATCH_LINGER", "must not be negative (got %v)", cfg.BatchLinger)
 	c.Check(cfg.AckWait >= time.Second, "ACK_WAIT", "must be at least 1s (got %v)", cfg.AckWait)
-	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
+	c.Check(cfg.ChatMaxBytes >= 1<<20, "CHAT_MAX_BYTES", "must be at least 1048576 (1 MiB) (got %d)", cfg.ChatMaxBytes)
 	c.Check(cfg.QueryWorkers >= 1, "QUERY_WORKERS", "must be at least 1 (got %d)", cfg.QueryWorkers)
 	c.Check(cfg.QueryTimeout > 0, "QUERY_TIMEOUT", "must be more than 0 (got %v)", cfg.QueryTimeout)
 	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
@@ -175,8 +179,9 @@ func openDatabase(ctx context.Context, cfg Config, log *slog.Logger) (*store.Sto
 	}
 }
 
-// ensureConsumer creates the CHAT stream and the durable consumer, retrying
-// while NATS is unreachable: a service may start before NATS does.
+// ensureConsumer brings the CHAT stream to its definition (history owns it:
+// see package stream) and creates the durable consumer, retrying while NATS
+// is unreachable: a service may start before NATS does.
 func ensureConsumer(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (jetstream.Consumer, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -196,7 +201,7 @@ func ensureConsumer(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Lo
 	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, maxBackoff) {
 		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var cons jetstream.Consumer
-		_, err = stream.Ensure(attemptCtx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas}))
+		_, err = stream.Ensure(attemptCtx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas, ChatMaxBytes: cfg.ChatMaxBytes}))
 		if err == nil {
 			cons, err = js.CreateOrUpdateConsumer(attemptCtx, stream.Chat, consumerCfg)
 		}

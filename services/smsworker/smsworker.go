@@ -30,7 +30,7 @@ const Prefix = "SMSWORKER"
 type Config struct {
 	natsconn.Config
 	config.Log
-	Replicas    int             `split_words:"true" default:"1" desc:"JetStream replicas of the streams, the consumer and the bucket the worker creates (3 on a cluster)"`
+	stream.Settings
 	Consumer    string          `split_words:"true" default:"sms-worker" desc:"durable consumer name, shared by every worker instance"`
 	Concurrency int             `split_words:"true" default:"4" desc:"tasks in flight per worker instance"`
 	MaxDeliver  int             `split_words:"true" default:"5" desc:"deliveries of a task before it goes to the SMS_DEAD stream"`
@@ -51,7 +51,7 @@ func (cfg Config) Validate() error {
 	c := config.NewChecker(Prefix)
 	cfg.Config.Check(c)
 	cfg.Log.Check(c)
-	c.Check(cfg.Replicas >= 1, "REPLICAS", "must be at least 1 (got %d)", cfg.Replicas)
+	cfg.Settings.Check(c)
 	c.Check(chat.ValidateName("consumer", cfg.Consumer) == nil, "CONSUMER", "must be letters, digits, '-' or '_' (got %q)", cfg.Consumer)
 	c.Check(cfg.Concurrency >= 1, "CONCURRENCY", "must be at least 1 (got %d)", cfg.Concurrency)
 	c.Check(cfg.MaxDeliver >= 1, "MAX_DELIVER", "must be at least 1 (got %d)", cfg.MaxDeliver)
@@ -149,9 +149,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 	return nil
 }
 
-// setup creates (or updates) what the worker needs: the SMS and SMS_DEAD
-// streams, CHAT for the confirmations, the sent bucket and the consumer.
-// It retries until NATS is there or ctx ends.
+// setup creates (or updates) what the worker needs: the SMS stream (the
+// worker owns it, see package stream), SMS_DEAD, the sent bucket and the
+// consumer, and CHAT for the confirmations (history owns it: created when
+// missing, never changed). It retries until NATS is there or ctx ends.
 func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*worker, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -159,7 +160,7 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 	}
 	w := &worker{cfg: cfg, js: js, log: log}
 	opts := stream.Options{Replicas: cfg.Replicas}
-	for _, sc := range []jetstream.StreamConfig{stream.SMSConfig(opts), deadConfig(cfg.Replicas), stream.ChatConfig(opts)} {
+	for _, sc := range []jetstream.StreamConfig{stream.SMSConfig(opts), deadConfig(cfg.Replicas)} {
 		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
 			s, err := stream.Ensure(ctx, js, sc)
 			if sc.Name == stream.SMS {
@@ -169,6 +170,12 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 		}); err != nil {
 			return nil, err
 		}
+	}
+	if err := natsconn.Retry(ctx, log, "stream "+stream.Chat, func(ctx context.Context) error {
+		_, err := stream.Use(ctx, js, stream.ChatConfig(opts), log)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	if err := natsconn.Retry(ctx, log, "ensure bucket "+sentBucket, func(ctx context.Context) (err error) {
 		w.sent, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

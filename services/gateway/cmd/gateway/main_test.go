@@ -4,21 +4,26 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/services/gateway"
+	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/service"
+	"github.com/natschat/chat/shared/stream"
 )
 
 func TestHelpListsEveryVariable(t *testing.T) {
@@ -122,6 +127,81 @@ func TestSIGTERMDrains(t *testing.T) {
 	if strings.Contains(stderr.String(), "panic") {
 		t.Errorf("panic in output:\n%s", stderr.String())
 	}
+}
+
+// TestLeavesChatStreamAlone: the gateway does not own CHAT. It serves with
+// a stream someone changed, leaves it as it is and warns about it.
+func TestLeavesChatStreamAlone(t *testing.T) {
+	s := natstest.Start(t)
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	changed := stream.ChatConfig(stream.Options{})
+	changed.MaxAge = time.Hour
+	if _, err := js.CreateStream(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+
+	var cfg gateway.Config
+	if err := config.Load("GATEWAY_TEST_DEFAULTS", &cfg, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg.URL, cfg.Addr = s.ClientURL(), freeAddr(t)
+	var logs syncBuffer
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gateway.Run(runCtx, cfg, slog.New(slog.NewJSONHandler(&logs, nil))) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("gateway.Run: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get("http://" + cfg.Addr + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not ready:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, err := js.Stream(ctx, stream.Chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxAge; got != time.Hour {
+		t.Errorf("CHAT max age %v, want the hour it was left with", got)
+	}
+	if out := logs.String(); !strings.Contains(out, `"level":"WARN"`) || !strings.Contains(out, "max_age=1h0m0s (want 168h0m0s)") {
+		t.Errorf("no warning naming the changed field:\n%s", out)
+	}
+}
+
+// syncBuffer collects log output written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {
