@@ -24,8 +24,9 @@ build:
 run:
 	$(GO) run ./services/allinone
 
-## vet: gofmt and go vet over every module
+## vet: no binary or large file tracked, then gofmt and go vet over every module
 vet:
+	@sh .ci/tracked-files
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
