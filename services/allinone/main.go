@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -21,6 +22,9 @@ import (
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/service"
 )
+
+// prefix is the prefix of the all-in-one's own variables.
+const prefix = "CHAT"
 
 // Config is the all-in-one's own configuration (CHAT_*). Each service also
 // reads its usual variables (GATEWAY_*, HISTORY_*, BOT_*, SMSWORKER_*).
@@ -35,7 +39,7 @@ type Config struct {
 
 // Validate reports every problem of the configuration at once.
 func (cfg Config) Validate() error {
-	c := config.NewChecker("CHAT")
+	c := config.NewChecker(prefix)
 	cfg.Log.Check(c)
 	c.Check(cfg.NATSHost != "", "NATS_HOST", "must not be empty")
 	c.Check(cfg.NATSPort >= 1 && cfg.NATSPort <= 65535, "NATS_PORT", "must be a port from 1 to 65535 (got %d)", cfg.NATSPort)
@@ -60,7 +64,7 @@ func program() service.Program {
 		Name:  "allinone",
 		About: helpText,
 		Configs: []service.Env{
-			{Prefix: "CHAT", Config: &c.chat},
+			{Prefix: prefix, Config: &c.chat},
 			{Prefix: gateway.Prefix, Config: &c.gateway},
 			{Prefix: history.Prefix, Config: &c.history},
 			{Prefix: bot.Prefix, Config: &c.bot},
@@ -78,6 +82,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func runAll(ctx context.Context, c *configs, log *slog.Logger) error {
+	// The HTTP port first: a taken port is then the one thing said, not a
+	// line lost among the start-up logs of the embedded server and four
+	// services.
+	ln, err := net.Listen("tcp", c.gateway.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: cannot listen on %s (is another chat running? set GATEWAY_ADDR, e.g. GATEWAY_ADDR=127.0.0.1:8081): %w", c.gateway.Addr, err)
+	}
+	defer ln.Close() // closed by the gateway too; this is for an early return
 	url := c.chat.NATSURL
 	if url == "" {
 		if err := os.MkdirAll(c.chat.DataDir, 0o755); err != nil {
@@ -101,13 +113,15 @@ func runAll(ctx context.Context, c *configs, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return named("gateway", gateway.Run(gctx, c.gateway, log.With("service", "gateway"))) })
+	g.Go(func() error {
+		return named("gateway", gateway.RunListener(gctx, c.gateway, ln, log.With("service", "gateway")))
+	})
 	g.Go(func() error { return named("history", history.Run(gctx, c.history, log.With("service", "history"))) })
 	g.Go(func() error { return named("bot", bot.Run(gctx, c.bot, log.With("service", "bot"))) })
 	g.Go(func() error {
 		return named("sms-worker", smsworker.Run(gctx, c.smsworker, log.With("service", "sms-worker")))
 	})
-	err := g.Wait()
+	err = g.Wait()
 	log.Info("stopped")
 	return err
 }

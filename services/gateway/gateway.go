@@ -31,7 +31,9 @@ type Config struct {
 	config.Log
 	stream.Settings
 
-	Addr string `default:":8080" desc:"HTTP listen address"`
+	// Addr is localhost by default, so a development run is not reachable
+	// from the network; the containers set :8080.
+	Addr string `default:"127.0.0.1:8080" desc:"HTTP listen address (:8080 for every interface, as the containers set it)"`
 	// AllowedOrigins empty means same-origin WebSockets only.
 	AllowedOrigins   []string      `split_words:"true" desc:"origin host patterns allowed to open WebSockets besides the gateway's own host, comma-separated (e.g. chat.example.com,*.example.org); empty: same origin only"`
 	SendQueue        int           `split_words:"true" default:"256" desc:"frames queued per client before it is disconnected as too slow"`
@@ -90,6 +92,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	return RunListener(ctx, cfg, ln, log)
+}
+
+// RunListener is Run on a listener the caller opened, so that a binary
+// running several services can report a taken port before it starts
+// anything else. It closes ln.
+func RunListener(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) error {
 	cfg.ID = cfg.instance()
 	nc, err := natsconn.Connect(cfg.Config, "gateway-"+cfg.ID, log)
 	if err != nil {
