@@ -110,7 +110,7 @@ func (s *stack) startService(svc service, id string, nodeIndex int, extra ...str
 		p + "_NATS_URL=" + s.natsURL(nodeIndex),
 		p + "_NATS_USER=" + svc.user,
 		p + "_NATS_PASSWORD=" + password(svc.user),
-		p + "_REPLICAS=3",
+		"STREAM_REPLICAS=3",
 		p + "_LOG_FORMAT=json",
 		svc.httpAddr + "=" + addr,
 	}

@@ -28,13 +28,29 @@ import (
 	"github.com/natschat/chat/shared/stream"
 )
 
+// Prefix is the prefix of the bot's variables.
+const Prefix = "BOT"
+
 // Config is the bot's configuration, read from BOT_* variables (NATS_* and
 // LOG_* are read when the BOT_ one is unset).
 type Config struct {
 	natsconn.Config
 	config.Log
-	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
+	stream.Settings
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
+	// ShutdownTimeout bounds the drain: answering the requests already
+	// received and flushing their publishes.
+	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
+}
+
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	return c.Err()
 }
 
 // requestTimeout bounds the work of one command (a JetStream publish), so a
@@ -42,11 +58,9 @@ type Config struct {
 const requestTimeout = 5 * time.Second
 
 // Run serves bot.cmd until ctx is cancelled, then answers the requests it
-// already received and drains the connection.
+// already received and drains the connection, for at most
+// cfg.ShutdownTimeout. cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if cfg.Replicas < 1 {
-		return fmt.Errorf("BOT_REPLICAS is %d, want 1 or more", cfg.Replicas)
-	}
 	var ready atomic.Bool
 	nc, err := natsconn.Connect(cfg.Config, "bot", log)
 	if err != nil {
@@ -65,11 +79,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	// /now publishes to CHAT and /sms to SMS: both must exist, or a publish
-	// would find no stream and the message would be lost.
+	// would find no stream and the message would be lost. The bot owns
+	// neither: it creates a missing one and never changes an existing one.
 	opts := stream.Options{Replicas: cfg.Replicas}
 	for _, sc := range []jetstream.StreamConfig{stream.ChatConfig(opts), stream.SMSConfig(opts)} {
-		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
-			_, err := stream.Ensure(ctx, js, sc)
+		if err := natsconn.Retry(ctx, log, "stream "+sc.Name, func(ctx context.Context) error {
+			_, err := stream.Use(ctx, js, sc, log)
 			return err
 		}); err != nil {
 			if ctx.Err() != nil {
@@ -111,7 +126,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := svc.Stop(); err != nil {
 		log.Warn("stop bot service", "err", err)
 	}
-	return natsconn.Drain(context.Background(), nc)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := natsconn.Drain(dctx, nc); err != nil {
+		log.Warn("drain nats", "err", err)
+	}
+	return nil
 }
 
 // bot holds what the commands need.

@@ -29,7 +29,7 @@ import (
 func startBot(t *testing.T, s *server.Server) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1}
+	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, ShutdownTimeout: 10 * time.Second}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	done := make(chan error, 1)
 	go func() { done <- bot.Run(ctx, cfg, log) }()

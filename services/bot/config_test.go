@@ -41,7 +41,7 @@ func TestAdmin(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1, AdminAddr: addr}
+	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, AdminAddr: addr, ShutdownTimeout: 10 * time.Second}
 	go func() { done <- bot.Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()
 	defer func() {
 		cancel()

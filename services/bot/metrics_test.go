@@ -29,7 +29,7 @@ func TestMetrics(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1, AdminAddr: addr}
+	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, AdminAddr: addr, ShutdownTimeout: 10 * time.Second}
 	go func() { done <- bot.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	defer func() {
 		cancel()

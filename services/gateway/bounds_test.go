@@ -21,6 +21,7 @@ import (
 
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/stream"
 )
 
 // TestConnectionsPerAddress: one address gets at most MaxConnsPerAddr
@@ -192,6 +193,18 @@ func TestFullStoreIsAnAlarm(t *testing.T) {
 		t.Fatal("nats-server not ready")
 	}
 	t.Cleanup(s.Shutdown)
+	// CHAT's byte bound keeps it within a store that has room for it; the
+	// store fills up when it is shared with more than it can hold. Here:
+	// a CHAT without the bound, in a 1 MiB store.
+	def := stream.ChatConfig(stream.Options{})
+	def.MaxBytes = -1
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(context.Background(), def); err != nil {
+		t.Fatal(err)
+	}
 	base := startGateway(t, s, func(c *Config) { c.Rate, c.Burst = 1e6, 1e6 })
 	c := dial(t, base, "/ws/chat/lobby/alice")
 	c.next("history")
@@ -230,8 +243,6 @@ func TestFullStoreIsAnAlarm(t *testing.T) {
 	}
 
 	// Room again: purge the stream.
-	nc := natstest.Connect(t, s)
-	js, _ := jetstream.New(nc)
 	st, err := js.Stream(context.Background(), "CHAT")
 	if err != nil {
 		t.Fatal(err)

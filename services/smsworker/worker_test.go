@@ -25,7 +25,6 @@ import (
 func testConfig(s *server.Server) smsworker.Config {
 	return smsworker.Config{
 		Config:      natsconn.Config{URL: s.ClientURL()},
-		Replicas:    1,
 		Consumer:    "sms-worker",
 		Concurrency: 4,
 		MaxDeliver:  5,
@@ -34,6 +33,8 @@ func testConfig(s *server.Server) smsworker.Config {
 		SendTimeout: 5 * time.Second,
 		SentTTL:     time.Hour,
 		FakeFail:    "never",
+		// The drain after the tasks in flight, as the binary's default.
+		ShutdownTimeout: 10 * time.Second,
 	}
 }
 

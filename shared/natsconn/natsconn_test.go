@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natstest"
 )
 
@@ -128,5 +129,28 @@ func TestDrainWaitsForClose(t *testing.T) {
 	}
 	if !nc.IsClosed() {
 		t.Error("connection not closed after Drain")
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  Config
+		want string // empty: valid
+	}{
+		{Config{URL: "nats://a:4222,nats://b:4222"}, ""},
+		{Config{URL: "nats://a:4222", User: "gateway", Password: "pw"}, ""},
+		{Config{URL: " "}, "SVC_NATS_URL (or NATS_URL) must name at least one server"},
+		{Config{URL: "nats://a:4222", Password: "pw"}, "SVC_NATS_PASSWORD (or NATS_PASSWORD) is set but NATS_USER is empty"},
+		{Config{URL: "nats://a:4222", User: "u", CredsFile: "u.creds"}, "SVC_NATS_CREDS (or NATS_CREDS) and NATS_USER are both set"},
+	} {
+		c := config.NewChecker("SVC")
+		tt.cfg.Check(c)
+		err := c.Err()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%+v refused: %v", tt.cfg, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%+v: got %v, want %q", tt.cfg, err, tt.want)
+		}
 	}
 }
