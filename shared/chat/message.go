@@ -64,6 +64,11 @@ func ParseMessage(data []byte, arrival time.Time) (Message, error) {
 	if len(data) > MaxPayload {
 		return m, fmt.Errorf("%w: payload is %d bytes, the limit is %d", ErrBadMessage, len(data), MaxPayload)
 	}
+	// encoding/json would turn invalid bytes into U+FFFD: the text stored
+	// would not be the text sent.
+	if !utf8.Valid(data) {
+		return m, fmt.Errorf("%w: payload is not valid UTF-8", ErrBadMessage)
+	}
 	if err := json.Unmarshal(data, &m); err != nil {
 		return Message{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
 	}

@@ -94,6 +94,7 @@ func TestParseMessageRefusesBadText(t *testing.T) {
 		`{"text":"\u200b\u200b"}`,
 		`{"text":"\u202e"}`,
 		`{"text":"\r\n"}`,
+		"{\"text\":\"caf\xe9\"}", // Latin-1, not UTF-8: JSON would store U+FFFD
 	} {
 		if m, err := ParseMessage([]byte(in), arrival); !errors.Is(err, ErrBadMessage) {
 			t.Errorf("ParseMessage(%s) = %+q, %v, want ErrBadMessage", in, m.Text, err)
