@@ -24,6 +24,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	return s.migrate(ctx, sub)
+}
+
+// migrate applies the migrations in fsys; tests give it fewer to start
+// from an older schema.
+func (s *Store) migrate(ctx context.Context, sub fs.FS) error {
 	migrations := migrate.NewMigrations()
 	if err := migrations.Discover(sub); err != nil {
 		return fmt.Errorf("discover migrations: %w", err)
@@ -34,7 +40,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	migrator := migrate.NewMigrator(s.db, migrations,
 		migrate.WithMarkAppliedOnSuccess(true),
-		migrate.WithTemplateData(map[string]string{"Timestamp": timestamp}),
+		migrate.WithTemplateData(map[string]string{"Timestamp": timestamp, "Dialect": string(s.dialect)}),
 	)
 
 	if s.dialect == postgres {

@@ -77,7 +77,7 @@ func msg(room string, seq uint64, user string) chat.Message {
 
 func save(t *testing.T, s *Store, msgs ...chat.Message) int {
 	t.Helper()
-	n, err := s.Save(context.Background(), msgs)
+	n, err := s.Save(context.Background(), 0, msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func testConcurrentSaves(t *testing.T, s *Store) {
 					batch = append(batch, all[i%n])
 				}
 				for {
-					_, err := s.Save(context.Background(), batch)
+					_, err := s.Save(context.Background(), 0, batch)
 					if err == nil {
 						break
 					}
