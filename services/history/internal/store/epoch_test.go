@@ -162,6 +162,32 @@ func testLegacyRows(t *testing.T, o Options) {
 	if got, err := s.HighWater(ctx, 0); err != nil || got != 0 {
 		t.Errorf("epoch 0 after AddEpoch: high water %d, %v; want empty", got, err)
 	}
+
+	// Rolled back, the newest epoch's rows keep the old (room, seq) key.
+	if _, err := s.Save(ctx, epoch2, []chat.Message{msg("a", 1, "v"), msg("a", 7, "v")}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.migrator(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Rollback(ctx); err != nil {
+		t.Fatalf("roll back the epochs migration: %v", err)
+	}
+	var seqs []int64
+	if err := s.db.NewSelect().Table("messages").Column("seq").Order("seq").Scan(ctx, &seqs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seqs, []int64{1, 7}) {
+		t.Errorf("after the rollback: seqs %v, want the newest epoch's 1, 7", seqs)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate again after the rollback: %v", err)
+	}
 }
 
 // firstMigration is the embedded migrations up to the first schema.
