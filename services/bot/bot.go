@@ -35,6 +35,12 @@ type Config struct {
 	config.Log
 	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
+
+	// The /sms limits hold across every bot instance (KV bucket
+	// sms_limits); zero values mean the defaults.
+	SMSPerRequester int           `split_words:"true" default:"5" desc:"/sms commands one user may give per BOT_SMS_WINDOW, across every bot"`
+	SMSPerRecipient int           `split_words:"true" default:"10" desc:"SMS one user may be sent per BOT_SMS_WINDOW, across every bot"`
+	SMSWindow       time.Duration `split_words:"true" default:"1m" desc:"the sliding window of the /sms limits"`
 }
 
 // requestTimeout bounds the work of one command (a JetStream publish), so a
@@ -81,6 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	b := newBot(js, log)
 	b.metrics = m
+	b.limits = newSMSLimiter(js, cfg)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "bot",
 		Version:     "1.0.0",
@@ -118,7 +125,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 type bot struct {
 	js       jetstream.JetStream
 	log      *slog.Logger
-	metrics  *metrics // nil: not counted
+	metrics  *metrics    // nil: not counted
+	limits   *smsLimiter // nil: /sms is not limited
 	clock    func() time.Time
 	commands []command
 	byName   map[string]*command
