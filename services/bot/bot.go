@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -210,6 +211,11 @@ func parseRequest(data []byte) (request, error) {
 	if len(words) == 0 || !strings.HasPrefix(words[0], "/") || words[0] == "/" {
 		return req, invalidf("not a command: commands start with /; type /help to see the commands")
 	}
+	// The text rule of any message: a command from NATS did not pass the
+	// gateway's check, and its words are echoed back in errors.
+	if err := chat.ValidateText(req.Text); err != nil {
+		return req, invalidf("not a valid command: %s", strings.TrimPrefix(err.Error(), chat.ErrBadMessage.Error()+": "))
+	}
 	req.name = strings.ToLower(strings.TrimPrefix(words[0], "/"))
 	req.args = words[1:]
 	return req, nil
@@ -219,7 +225,7 @@ func parseRequest(data []byte) (request, error) {
 func (b *bot) run(ctx context.Context, req *request) (notice string, err error) {
 	cmd, ok := b.byName[req.name]
 	if !ok {
-		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", req.name)}
+		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", shorten(req.name, 32))}
 	}
 	switch want := len(cmd.args); {
 	case len(req.args) < want:
@@ -228,6 +234,15 @@ func (b *bot) run(ctx context.Context, req *request) (notice string, err error) 
 		return "", invalidf("/%s takes %s, got %d; usage: %s; type /help to see the commands", cmd.name, plural(want, "argument"), len(req.args), cmd.usage())
 	}
 	return cmd.run(b, ctx, req)
+}
+
+// shorten cuts s to at most n characters, so that what a user typed is not
+// echoed back at any length.
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
 }
 
 func plural(n int, noun string) string {
