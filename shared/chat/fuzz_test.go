@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -57,6 +58,14 @@ func FuzzParseMessage(f *testing.F) {
 		}
 		if m.TS.Location() != time.UTC || m.TS.Before(minTS) || m.TS.After(arrival.Add(MaxClockSkew)) {
 			t.Errorf("accepted ts %v", m.TS)
+		}
+		// Stored exactly as sent: a text without escapes is in the payload
+		// byte for byte (invalid UTF-8 would have become U+FFFD).
+		var raw struct {
+			Text json.RawMessage `json:"text"`
+		}
+		if json.Unmarshal(data, &raw) == nil && !bytes.Contains(raw.Text, []byte(`\`)) && !bytes.Contains(data, []byte(m.Text)) {
+			t.Errorf("text %+q is not in the payload as sent", m.Text)
 		}
 		// What a service publishes on after parsing parses to the same.
 		again, err := ParseMessage(mustMarshal(t, m), arrival)
