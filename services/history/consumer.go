@@ -95,7 +95,8 @@ var errStreamStartedOver = errors.New("the chat stream was created again")
 // batch may be of either stream and is not stored yet.
 func (c *consumer) checkEpoch(ctx context.Context) (int64, error) {
 	_, known := c.src.current()
-	infoCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A batch fetched is finished even after ctx is cancelled: the drain.
+	infoCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	epoch, err := c.src.streamEpoch(infoCtx)
 	if err != nil {
