@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -38,6 +39,12 @@ type Config struct {
 	config.Log
 	stream.Settings
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
+
+	// The /sms limits hold across every bot instance (KV bucket
+	// sms_limits).
+	SMSPerRequester int           `split_words:"true" default:"5" desc:"/sms commands one user may give per BOT_SMS_WINDOW, across every bot"`
+	SMSPerRecipient int           `split_words:"true" default:"10" desc:"SMS one user may be sent per BOT_SMS_WINDOW, across every bot"`
+	SMSWindow       time.Duration `split_words:"true" default:"1m" desc:"the sliding window of the /sms limits"`
 	// ShutdownTimeout bounds the drain: answering the requests already
 	// received and flushing their publishes.
 	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
@@ -50,6 +57,9 @@ func (cfg Config) Validate() error {
 	cfg.Log.Check(c)
 	cfg.Settings.Check(c)
 	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	c.Check(cfg.SMSPerRequester >= 1, "SMS_PER_REQUESTER", "must be at least 1 (got %d)", cfg.SMSPerRequester)
+	c.Check(cfg.SMSPerRecipient >= 1, "SMS_PER_RECIPIENT", "must be at least 1 (got %d)", cfg.SMSPerRecipient)
+	c.Check(cfg.SMSWindow >= time.Second, "SMS_WINDOW", "must be 1s or more (got %v)", cfg.SMSWindow)
 	return c.Err()
 }
 
@@ -96,6 +106,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	b := newBot(js, log)
 	b.metrics = m
+	b.limits = newSMSLimiter(js, cfg)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "bot",
 		Version:     "1.0.0",
@@ -138,7 +149,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 type bot struct {
 	js       jetstream.JetStream
 	log      *slog.Logger
-	metrics  *metrics // nil: not counted
+	metrics  *metrics    // nil: not counted
+	limits   *smsLimiter // nil: /sms is not limited
 	clock    func() time.Time
 	commands []command
 	byName   map[string]*command
@@ -222,6 +234,11 @@ func parseRequest(data []byte) (request, error) {
 	if len(words) == 0 || !strings.HasPrefix(words[0], "/") || words[0] == "/" {
 		return req, invalidf("not a command: commands start with /; type /help to see the commands")
 	}
+	// The text rule of any message: a command from NATS did not pass the
+	// gateway's check, and its words are echoed back in errors.
+	if err := chat.ValidateText(req.Text); err != nil {
+		return req, invalidf("not a valid command: %s", strings.TrimPrefix(err.Error(), chat.ErrBadMessage.Error()+": "))
+	}
 	req.name = strings.ToLower(strings.TrimPrefix(words[0], "/"))
 	req.args = words[1:]
 	return req, nil
@@ -231,7 +248,7 @@ func parseRequest(data []byte) (request, error) {
 func (b *bot) run(ctx context.Context, req *request) (notice string, err error) {
 	cmd, ok := b.byName[req.name]
 	if !ok {
-		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", req.name)}
+		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", shorten(req.name, 32))}
 	}
 	switch want := len(cmd.args); {
 	case len(req.args) < want:
@@ -240,6 +257,15 @@ func (b *bot) run(ctx context.Context, req *request) (notice string, err error) 
 		return "", invalidf("/%s takes %s, got %d; usage: %s; type /help to see the commands", cmd.name, plural(want, "argument"), len(req.args), cmd.usage())
 	}
 	return cmd.run(b, ctx, req)
+}
+
+// shorten cuts s to at most n characters, so that what a user typed is not
+// echoed back at any length.
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
 }
 
 func plural(n int, noun string) string {

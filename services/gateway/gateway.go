@@ -247,11 +247,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if g.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("GATEWAY_TRUSTED_PROXIES: %w", err)
 	}
-	g.joiner = joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax,
+	g.joiner = joiner{backlog: backlog{src: src, epoch: g.watch.current}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax,
 		epoch: g.watch.current, reaches: g.watch.reaches}
 	g.hub = newHub(cfg.ID, cfg.PresenceInterval, nc, src, log)
 	g.hub.watch = g.watch
-	g.watch.onReset = func(string) { g.hub.startOver() }
+	g.watch.onReset = func(int64) { g.hub.startOver() }
 	g.hub.keepRecent, g.hub.keepBytes, g.hub.maxRooms = cfg.HistoryOnJoin, cfg.RecentBytes, cfg.MaxRooms
 	g.metrics = newMetrics(g.hub)
 	g.hub.metrics = g.metrics

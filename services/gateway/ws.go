@@ -46,9 +46,13 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		pos.since, pos.resume = n, true
 	}
-	if pos.epoch = r.URL.Query().Get("epoch"); len(pos.epoch) > 64 {
-		writeText(w, http.StatusBadRequest, "epoch must be the epoch of a history frame")
-		return
+	if s := r.URL.Query().Get("epoch"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			writeText(w, http.StatusBadRequest, "epoch must be the epoch of a history frame (a positive integer)")
+			return
+		}
+		pos.epoch = n
 	}
 	addr := g.clientAddr(r)
 	if !g.reserveAddr(addr) {

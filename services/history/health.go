@@ -8,15 +8,17 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// health is what /readyz reports (admin.Start): the service is ready when it has started,
-// is not stopping, NATS is connected and the last database write (or idle
-// ping) succeeded.
+// health is what /readyz reports (admin.Start): the service is ready when
+// it has started, is not stopping, NATS is connected, the last fetch from
+// the chat consumer succeeded and the last database write (or idle ping)
+// succeeded.
 type health struct {
-	mu       sync.Mutex
-	nc       *nats.Conn
-	started  bool
-	stopping bool
-	dbErr    error
+	mu          sync.Mutex
+	nc          *nats.Conn
+	started     bool
+	stopping    bool
+	consumerErr error
+	dbErr       error
 }
 
 func (h *health) setConn(nc *nats.Conn) {
@@ -37,6 +39,14 @@ func (h *health) setStopping() {
 	h.stopping = true
 }
 
+// setConsumer records why fetching from the chat consumer fails, or nil
+// once a fetch worked.
+func (h *health) setConsumer(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.consumerErr = err
+}
+
 func (h *health) setDB(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -54,6 +64,8 @@ func (h *health) ready() error {
 		return errors.New("starting")
 	case h.nc == nil || !h.nc.IsConnected():
 		return errors.New("nats not connected")
+	case h.consumerErr != nil:
+		return fmt.Errorf("chat consumer: %w", h.consumerErr)
 	case h.dbErr != nil:
 		return fmt.Errorf("database: %w", h.dbErr)
 	}

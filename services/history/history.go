@@ -14,11 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/natschat/chat/services/history/internal/store"
 	"github.com/natschat/chat/shared/admin"
-	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
 	"github.com/natschat/chat/shared/stream"
@@ -121,7 +118,7 @@ func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logge
 	defer st.Close()
 	log.Info("database ready", "dialect", st.Dialect())
 
-	cons, err := ensureConsumer(ctx, nc, cfg, log)
+	src, err := ensureConsumer(ctx, nc, st, cfg, log)
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
@@ -129,13 +126,13 @@ func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logge
 		}
 		return err
 	}
-	q := newQuerier(st, cons, cfg, log)
+	q := newQuerier(st, src, cfg, log)
 	subs, err := q.subscribe(nc)
 	if err != nil {
 		nc.Close()
 		return err
 	}
-	c := newConsumer(cons, st, h, m, cfg, log)
+	c := newConsumer(nc, src, st, h, m, cfg, log)
 	h.setStarted()
 	log.Info("history started", "batch_size", cfg.BatchSize)
 
@@ -179,35 +176,20 @@ func openDatabase(ctx context.Context, cfg Config, log *slog.Logger) (*store.Sto
 	}
 }
 
-// ensureConsumer brings the CHAT stream to its definition (history owns it:
-// see package stream) and creates the durable consumer, retrying while NATS
-// is unreachable: a service may start before NATS does.
-func ensureConsumer(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (jetstream.Consumer, error) {
-	js, err := jetstream.New(nc)
+// ensureConsumer creates the CHAT stream and the durable consumer (see
+// source.setup), retrying while NATS is unreachable: a service may start
+// before NATS does.
+func ensureConsumer(ctx context.Context, nc *nats.Conn, st *store.Store, cfg Config, log *slog.Logger) (*source, error) {
+	src, err := newSource(nc, st, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	consumerCfg := jetstream.ConsumerConfig{
-		Durable:       consumerName,
-		Description:   "history service: stores every chat message in the database",
-		FilterSubject: chat.RoomWildcard,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		// Room for a full batch per instance of a few instances; beyond it
-		// the server holds messages back instead of letting them time out.
-		MaxAckPending: 4 * cfg.BatchSize,
+		return nil, err
 	}
 	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, maxBackoff) {
 		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var cons jetstream.Consumer
-		_, err = stream.Ensure(attemptCtx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas, ChatMaxBytes: cfg.ChatMaxBytes}))
-		if err == nil {
-			cons, err = js.CreateOrUpdateConsumer(attemptCtx, stream.Chat, consumerCfg)
-		}
+		err = src.setup(attemptCtx)
 		cancel()
 		if err == nil {
-			return cons, nil
+			return src, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

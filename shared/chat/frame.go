@@ -75,10 +75,11 @@ type HistoryFrame struct {
 	// carries, or that the stream started over: it drops what it shows
 	// (and its last seq) and starts from these messages.
 	Reset bool `json:"reset,omitempty"`
-	// Epoch names the stream's sequence space (its creation time). A
-	// client resumes with ?since=<seq>&epoch=<epoch>; a seq of another
-	// epoch means nothing in this one, and the resume becomes a reset.
-	Epoch string `json:"epoch,omitempty"`
+	// Epoch names the stream's sequence space (chat.EpochOf its creation
+	// time). A client resumes with ?since=<seq>&epoch=<epoch>; a seq of
+	// another epoch means nothing in this one, and the resume becomes a
+	// reset.
+	Epoch int64 `json:"epoch,omitempty"`
 }
 
 // ErrorFrame reports a refused frame or command.
@@ -118,7 +119,7 @@ type ServerFrame struct {
 	Messages []Message `json:"messages"`
 	HasMore  bool      `json:"has_more"`
 	Reset    bool      `json:"reset"`
-	Epoch    string    `json:"epoch"`
+	Epoch    int64     `json:"epoch"`
 	// error
 	Code  Code   `json:"code"`
 	Error string `json:"message"`

@@ -42,7 +42,7 @@ func BenchmarkSave(b *testing.B) {
 						Text: "a message of a typical length, about sixty characters long", Kind: chat.KindUser, TS: ts,
 					}
 				}
-				if _, err := s.Save(ctx, msgs); err != nil {
+				if _, err := s.Save(ctx, 0, msgs); err != nil {
 					b.Fatal(err)
 				}
 			}
