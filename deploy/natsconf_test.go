@@ -219,7 +219,17 @@ func TestPermissions(t *testing.T) {
 		{"gateway", "$JS.API.STREAM.PURGE.CHAT", false},
 		{"gateway", "$JS.API.STREAM.CREATE.SMS", false},
 		// Stream configuration: only the owner (shared/stream) may update.
-		{"gateway", "$JS.API.STREAM.UPDATE.CHAT", false},
+		{"gateway", "$JS.API.STREAM.UPDATE.CHAT", false}, // also how a stream is sealed or rescaled
+		// history's durable consumer is history's alone.
+		{"gateway", "$JS.API.CONSUMER.DELETE.CHAT.history", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT.history", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT.history.chat.room.lobby", false},
+		{"gateway", "$JS.API.CONSUMER.DURABLE.CREATE.CHAT.history", false},
+		{"gateway", "$JS.API.CONSUMER.MSG.NEXT.CHAT.history", false},
+		{"gateway", "$JS.ACK.CHAT.history.1.1.1.1.1.1", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT", false}, // a legacy ephemeral may name itself
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT.Xa9fZ.chat.room.lobby", true},
+		{"gateway", "$JS.API.CONSUMER.DELETE.CHAT.Xa9fZ", true},
 		{"gateway", "$JS.API.STREAM.UPDATE.SMS", false},
 		{"gateway", "$JS.API.STREAM.DELETE.SMS", false},
 		{"bot", "$JS.API.STREAM.UPDATE.CHAT", false},
