@@ -1,5 +1,13 @@
 // Package gateway bridges browser WebSockets to NATS subjects and serves the
 // web UI and the HTTP API. It talks to the other services only through NATS.
+//
+// A room on a gateway is three parts with one owner each: its feed
+// (feed.go, a goroutine that sequences the room's messages and fills
+// gaps), its members (members.go, the registry and fan-out under one
+// mutex) and its presence (presence.go, a goroutine). join.go decides
+// what a connecting client gets before live messages; client.go queues
+// and writes; close.go names why a connection ended. docs/ARCHITECTURE.md
+// follows a message through these files.
 package gateway
 
 import (
