@@ -33,6 +33,8 @@ type hub struct {
 	// to serve joins and short resumes without asking history or reading
 	// the stream (0: none).
 	keepRecent int
+	// now is the clock of presence expiry; tests replace it.
+	now func() time.Time
 
 	mu    sync.Mutex
 	rooms map[string]*room
@@ -40,7 +42,7 @@ type hub struct {
 }
 
 func newHub(id string, presenceEvery time.Duration, nc *nats.Conn, b *backlog, feedBuffer, keepRecent int, log *slog.Logger) *hub {
-	return &hub{id: id, presenceEvery: presenceEvery, nc: nc, backlog: b, feedBuffer: feedBuffer, keepRecent: keepRecent, log: log, rooms: make(map[string]*room)}
+	return &hub{id: id, presenceEvery: presenceEvery, nc: nc, backlog: b, feedBuffer: feedBuffer, keepRecent: keepRecent, log: log, now: time.Now, rooms: make(map[string]*room)}
 }
 
 // acquire returns the running room called name, starting it for the first

@@ -50,7 +50,7 @@ func (r *room) onPresence(m *nats.Msg) {
 		gw = &remoteGateway{users: make(map[string]bool)}
 		r.remote[p.Gateway] = gw
 	}
-	gw.seen = time.Now()
+	gw.seen = r.hub.now()
 	switch p.Event {
 	case chat.PresenceJoin:
 		gw.users[p.User] = true
@@ -75,7 +75,7 @@ func (r *room) announceHere() {
 	for u := range r.local {
 		users = append(users, u)
 	}
-	cutoff := time.Now().Add(-presenceExpiry * r.hub.presenceEvery)
+	cutoff := r.hub.now().Add(-presenceExpiry * r.hub.presenceEvery)
 	for id, gw := range r.remote {
 		if gw.seen.Before(cutoff) {
 			delete(r.remote, id)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/testkit"
 )
 
 // storedMessages reads room's first n messages back from the CHAT stream,
@@ -18,7 +19,7 @@ func storedMessages(t *testing.T, nc *nats.Conn, room string, n int) []chat.Mess
 	t.Helper()
 	var stored []chat.Message
 	for seq := uint64(1); len(stored) < n; seq++ {
-		m, err := nc.Request("$JS.API.STREAM.MSG.GET.CHAT", []byte(fmt.Sprintf(`{"seq":%d}`, seq)), time.Second)
+		m, err := nc.Request("$JS.API.STREAM.MSG.GET.CHAT", []byte(fmt.Sprintf(`{"seq":%d}`, seq)), testkit.Deadline)
 		if err != nil {
 			t.Fatal(err)
 		}
