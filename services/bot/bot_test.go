@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"regexp"
 	"strings"
@@ -20,30 +19,23 @@ import (
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natsconn"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // startBot runs bot.Run with its own connection until the test ends, and
 // checks that it stops cleanly.
 func startBot(t *testing.T, s *server.Server) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	done := make(chan error, 1)
-	go func() { done <- bot.Run(ctx, cfg, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("bot.Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("bot.Run did not return within 10s of cancel")
-		}
-	})
+	startBotConfig(t, bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1})
+}
+
+// startBotConfig is startBot with a configuration.
+func startBotConfig(t *testing.T, cfg bot.Config) {
+	t.Helper()
+	log := testkit.Logger(t)
+	testkit.Start(t, "bot", func(ctx context.Context) error { return bot.Run(ctx, cfg, log) })
 }
 
 // ask sends a request to bot.cmd and decodes the reply, retrying while no
@@ -59,22 +51,23 @@ func ask(t *testing.T, nc *nats.Conn, req chat.BotRequest) chat.BotReply {
 
 func askRaw(t *testing.T, nc *nats.Conn, data []byte) chat.BotReply {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		msg, err := nc.Request(chat.BotCmd, data, 5*time.Second)
-		if errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond) // poll until a bot has subscribed
-			continue
+	var msg *nats.Msg
+	testkit.WaitForState(t, testkit.Deadline, "a bot on "+chat.BotCmd, func() (bool, string) {
+		var err error
+		msg, err = nc.Request(chat.BotCmd, data, testkit.Deadline)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return false, "no bot subscribed yet"
 		}
 		if err != nil {
 			t.Fatalf("request %s: %v", data, err)
 		}
-		var reply chat.BotReply
-		if err := json.Unmarshal(msg.Data, &reply); err != nil {
-			t.Fatalf("reply %q: %v", msg.Data, err)
-		}
-		return reply
+		return true, ""
+	})
+	var reply chat.BotReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		t.Fatalf("reply %q: %v", msg.Data, err)
 	}
+	return reply
 }
 
 func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
@@ -90,7 +83,7 @@ func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 // the gateways deliver and history stores, after de-duplication.
 func roomMessages(t *testing.T, js jetstream.JetStream, room string) []chat.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	subject := chat.RoomSubject(room)
 	s, err := js.Stream(ctx, stream.Chat)
@@ -109,7 +102,7 @@ func roomMessages(t *testing.T, js jetstream.JetStream, room string) []chat.Mess
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := c.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
+	batch, err := c.Fetch(int(n), jetstream.FetchMaxWait(testkit.Deadline))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +123,7 @@ func roomMessages(t *testing.T, js jetstream.JetStream, room string) []chat.Mess
 // streamMsgs is the number of messages in a stream.
 func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	s, err := js.Stream(ctx, name)
 	if err != nil {
@@ -146,6 +139,7 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 var nowText = regexp.MustCompile(`^alice asked for the time: it is (.+)$`)
 
 func TestNow(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js := newJS(t, nc)
@@ -192,6 +186,7 @@ func roomMessagesIfAny(t *testing.T, js jetstream.JetStream, room string) []chat
 }
 
 func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js := newJS(t, nc)
@@ -209,7 +204,7 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 		t.Fatalf("got %d tasks after a request sent 3 times, want 1", got)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	sms, err := js.Stream(ctx, stream.SMS)
 	if err != nil {
@@ -244,6 +239,7 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js := newJS(t, nc)
@@ -301,6 +297,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js := newJS(t, nc)
@@ -324,7 +321,7 @@ func TestHelp(t *testing.T) {
 		t.Errorf("got %d room messages after /help, want 0 (it is private)", got)
 	}
 	// Readable in the nats CLI: no \u003cuser\u003e.
-	raw, err := nc.Request(chat.BotCmd, []byte(`{"room":"lobby","user":"alice","text":"/help"}`), 5*time.Second)
+	raw, err := nc.Request(chat.BotCmd, []byte(`{"room":"lobby","user":"alice","text":"/help"}`), testkit.Deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +344,7 @@ func TestHelp(t *testing.T) {
 // TestThreeBots checks that bots in the queue group answer each request
 // once: one reply and one room message per request.
 func TestThreeBots(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js := newJS(t, nc)
@@ -354,7 +352,7 @@ func TestThreeBots(t *testing.T) {
 		startBot(t, s)
 	}
 	// Wait for the three to be subscribed, so each gets a share.
-	waitFor(t, 10*time.Second, "three bots subscribed", func() bool {
+	testkit.WaitFor(t, "three bots subscribed", func() bool {
 		return countBots(t, nc) == 3
 	})
 
@@ -381,7 +379,7 @@ func TestThreeBots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "a reply to every request", func() bool {
+	testkit.WaitFor(t, "a reply to every request", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(replies) == n
@@ -428,21 +426,10 @@ func countBots(t *testing.T, nc *nats.Conn) int {
 	}
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestUnavailable checks that a JetStream failure is an "unavailable" reply,
 // not a silent ok: here the CHAT stream is gone, so /now cannot be stored.
 func TestUnavailable(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js := newJS(t, nc)
