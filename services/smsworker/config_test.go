@@ -11,6 +11,7 @@ import (
 
 	"github.com/natschat/chat/services/smsworker"
 	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/testkit"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -35,6 +36,7 @@ func TestConfigFromEnv(t *testing.T) {
 // TestBadConfig checks that Run refuses a bad configuration at once,
 // naming the variable, before it connects anywhere.
 func TestBadConfig(t *testing.T) {
+	t.Parallel()
 	var good smsworker.Config
 	if err := config.Load("SMSWORKER", &good, nil, io.Discard); err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestBadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good
 			tc.change(&cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 			defer cancel()
 			err := smsworker.Run(ctx, cfg, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
