@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -170,16 +169,11 @@ func TestREADMENatsCommands(t *testing.T) {
 	}
 }
 
-func ciRequired() bool { return os.Getenv("CI") == "true" }
-
 func requireNatsCLI(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("nats")
 	if err != nil {
-		if ciRequired() {
-			t.Fatal("the nats CLI is not on PATH and CI=true: install it with go install github.com/nats-io/natscli/nats@v0.5.1")
-		}
-		t.Skip("the nats CLI is not on PATH: go install github.com/nats-io/natscli/nats@v0.5.1 to run this test")
+		testkit.Missing(t, "the nats CLI", "go install github.com/nats-io/natscli/nats@v0.5.1")
 	}
 	return path
 }

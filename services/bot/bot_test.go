@@ -70,79 +70,13 @@ func askRaw(t *testing.T, nc *nats.Conn, data []byte) chat.BotReply {
 	return reply
 }
 
-func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-// roomMessages reads every message of room stored in the CHAT stream: what
-// the gateways deliver and history stores, after de-duplication.
-func roomMessages(t *testing.T, js jetstream.JetStream, room string) []chat.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
-	defer cancel()
-	subject := chat.RoomSubject(room)
-	s, err := js.Stream(ctx, stream.Chat)
-	if err != nil {
-		t.Fatalf("CHAT stream: %v", err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := info.State.Subjects[subject]
-	if n == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(int(n), jetstream.FetchMaxWait(testkit.Deadline))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []chat.Message
-	for m := range batch.Messages() {
-		msg, err := chat.ParseMessage(m.Data(), time.Now())
-		if err != nil {
-			t.Fatalf("room message %q: %v", m.Data(), err)
-		}
-		msgs = append(msgs, msg)
-	}
-	if uint64(len(msgs)) != n {
-		t.Fatalf("read %d messages of %s, the stream has %d", len(msgs), room, n)
-	}
-	return msgs
-}
-
-// streamMsgs is the number of messages in a stream.
-func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
-	defer cancel()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
-}
-
 var nowText = regexp.MustCompile(`^alice asked for the time: it is (.+)$`)
 
 func TestNow(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	for _, text := range []string{"/now", "/NOW", "  /Now  "} {
@@ -152,7 +86,7 @@ func TestNow(t *testing.T) {
 			if !reply.OK || reply.Error != "" {
 				t.Fatalf("got reply %+v, want ok", reply)
 			}
-			msgs := roomMessages(t, js, "lobby")
+			msgs := natstest.RoomMessages(t, js, "lobby")
 			if got, want := len(msgs), before+1; got != want {
 				t.Fatalf("got %d room messages, want %d", got, want)
 			}
@@ -182,14 +116,14 @@ func roomMessagesIfAny(t *testing.T, js jetstream.JetStream, room string) []chat
 	if _, err := js.Stream(context.Background(), stream.Chat); err != nil {
 		return nil
 	}
-	return roomMessages(t, js, room)
+	return natstest.RoomMessages(t, js, room)
 }
 
 func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	req := chat.BotRequest{ID: "c-42", Room: "lobby", User: "alice", Text: "/sms bob"}
@@ -200,7 +134,7 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 			t.Fatalf("got %+v, want %+v", reply, want)
 		}
 	}
-	if got := streamMsgs(t, js, stream.SMS); got != 1 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 1 {
 		t.Fatalf("got %d tasks after a request sent 3 times, want 1", got)
 	}
 
@@ -225,7 +159,7 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 		t.Errorf("got Nats-Msg-Id %q, want the task id %q", got, task.ID)
 	}
 	// The sender's confirmation is private: nothing in the room yet.
-	if msgs := roomMessages(t, js, "lobby"); len(msgs) != 0 {
+	if msgs := natstest.RoomMessages(t, js, "lobby"); len(msgs) != 0 {
 		t.Errorf("got room messages %+v, want none", msgs)
 	}
 
@@ -233,7 +167,7 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 	// another user.
 	ask(t, nc, chat.BotRequest{ID: "c-43", Room: "lobby", User: "alice", Text: "/sms bob"})
 	ask(t, nc, chat.BotRequest{ID: "c-42", Room: "lobby", User: "carol", Text: "/sms bob"})
-	if got := streamMsgs(t, js, stream.SMS); got != 3 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 3 {
 		t.Errorf("got %d tasks, want 3", got)
 	}
 }
@@ -242,7 +176,7 @@ func TestRefusals(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	for _, tc := range []struct {
@@ -288,10 +222,10 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 	// Replies come after any publish, so whatever was published is stored.
-	if got := streamMsgs(t, js, stream.Chat); got != 0 {
+	if got := natstest.StreamState(t, js, stream.Chat).Msgs; got != 0 {
 		t.Errorf("got %d room messages after refused commands, want 0", got)
 	}
-	if got := streamMsgs(t, js, stream.SMS); got != 0 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 0 {
 		t.Errorf("got %d SMS tasks after refused commands, want 0", got)
 	}
 }
@@ -300,7 +234,7 @@ func TestHelp(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	reply := ask(t, nc, chat.BotRequest{Room: "lobby", User: "alice", Text: "/HELP"})
@@ -317,7 +251,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help %q has no line starting with %q", reply.Notice, prefix)
 		}
 	}
-	if got := streamMsgs(t, js, stream.Chat); got != 0 {
+	if got := natstest.StreamState(t, js, stream.Chat).Msgs; got != 0 {
 		t.Errorf("got %d room messages after /help, want 0 (it is private)", got)
 	}
 	// Readable in the nats CLI: no \u003cuser\u003e.
@@ -347,7 +281,7 @@ func TestThreeBots(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	for range 3 {
 		startBot(t, s)
 	}
@@ -384,7 +318,7 @@ func TestThreeBots(t *testing.T) {
 		defer mu.Unlock()
 		return len(replies) == n
 	})
-	msgs := roomMessages(t, js, "lobby")
+	msgs := natstest.RoomMessages(t, js, "lobby")
 	perUser := map[string]int{}
 	for _, m := range msgs {
 		user, _, _ := strings.Cut(m.Text, " ")
@@ -432,7 +366,7 @@ func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 	if reply := ask(t, nc, chat.BotRequest{Room: "lobby", User: "alice", Text: "/help"}); !reply.OK {
 		t.Fatalf("got %+v, want ok", reply)

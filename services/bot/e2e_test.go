@@ -19,7 +19,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 	worker := startSMSWorker(t, s.ClientURL())
 
@@ -37,7 +37,7 @@ func TestEndToEnd(t *testing.T) {
 
 	const confirmation = "An SMS has been sent to bob (requested by alice)"
 	testkit.WaitFor(t, "the SMS confirmation in the room", func() bool {
-		for _, m := range roomMessages(t, js, "lobby") {
+		for _, m := range natstest.RoomMessages(t, js, "lobby") {
 			if m.Text == confirmation {
 				return true
 			}
@@ -45,9 +45,9 @@ func TestEndToEnd(t *testing.T) {
 		return false
 	})
 	// Once the task is acked, every confirmation there is was published.
-	testkit.WaitFor(t, "the task to be acked", func() bool { return streamMsgs(t, js, stream.SMS) == 0 })
+	testkit.WaitFor(t, "the task to be acked", func() bool { return natstest.StreamState(t, js, stream.SMS).Msgs == 0 })
 
-	msgs := roomMessages(t, js, "lobby")
+	msgs := natstest.RoomMessages(t, js, "lobby")
 	if len(msgs) != 2 {
 		t.Fatalf("got room messages %+v, want the /now answer and one confirmation", msgs)
 	}

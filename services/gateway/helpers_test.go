@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -55,6 +56,26 @@ func startGatewayLog(t testing.TB, s *server.Server, tweak func(*Config), log *s
 	base := "http://" + ln.Addr().String()
 	testkit.WaitReady(t, base)
 	return base
+}
+
+// newGateway builds a gateway on s and serves it with httptest, for a test
+// that changes the gateway's insides before its first client. It stops when
+// the test ends.
+func newGateway(t *testing.T, s *server.Server, cfg Config) (g *Gateway, base string) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	g, err = New(context.Background(), cfg, nc, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	t.Cleanup(g.Close)
+	return g, srv.URL
 }
 
 // texts is the texts of a history frame's messages.

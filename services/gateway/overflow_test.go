@@ -1,15 +1,10 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/testkit"
 	"github.com/natschat/chat/shared/testkit/natstest"
 	"github.com/natschat/chat/shared/testkit/wstest"
 )
@@ -25,21 +20,10 @@ func TestFeedOverflowTailDelivered(t *testing.T) {
 	s := natstest.Start(t)
 	cfg := testConfig(t)
 	cfg.SendQueue = 1 << 20
-	gnc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gnc.Close()
-	g, err := New(context.Background(), cfg, gnc, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, base := newGateway(t, s, cfg)
 	g.hub.feedBuffer = 1
-	srv := httptest.NewServer(g)
-	defer srv.Close()
-	defer g.Close()
 
-	c := wstest.Dial(t, srv.URL+"/ws/chat/lobby/alice?batch=0")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice?batch=0")
 	c.Next(chat.FrameHistory)
 	nc := natstest.Connect(t, s)
 	const n = 3000

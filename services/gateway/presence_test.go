@@ -1,19 +1,14 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/testkit"
 	"github.com/natschat/chat/shared/testkit/natstest"
 	"github.com/natschat/chat/shared/testkit/wstest"
 )
@@ -77,22 +72,11 @@ func TestPresenceExpiresSilentGateway(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	cfg := testConfig(t)
-	gnc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gnc.Close()
-	g, err := New(context.Background(), cfg, gnc, testkit.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, base := newGateway(t, s, cfg)
 	clock := &fakeClock{now: time.Now()}
 	g.hub.now = clock.Now
-	srv := httptest.NewServer(g)
-	defer srv.Close()
-	defer g.Close()
 
-	alice := wstest.Dial(t, srv.URL+"/ws/chat/lobby/alice")
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
 	nextPresence(alice, "alice")
 
 	nc := natstest.Connect(t, s)

@@ -14,7 +14,7 @@ import (
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	cfg := testConfig(s)
 	cfg.AdminAddr = testkit.FreeAddr(t)
 	cfg.MaxDeliver = 2
@@ -26,7 +26,7 @@ func TestMetrics(t *testing.T) {
 	queue(t, js, task("good", "carol"))
 	queue(t, js, task("bad", "bob"))
 	queueRaw(t, js, []byte("not json"), "garbage")
-	testkit.WaitFor(t, "two dead letters", func() bool { return streamState(t, js, "SMS_DEAD").Msgs == 2 })
+	testkit.WaitFor(t, "two dead letters", func() bool { return natstest.StreamState(t, js, "SMS_DEAD").Msgs == 2 })
 
 	got := testkit.GetOK(t, "http://"+cfg.AdminAddr+"/metrics")
 	for _, want := range []string{

@@ -87,7 +87,7 @@ func procEnv(url string, maxDeliver, fakeDelay string) []string {
 func TestKilledWorkerTaskIsRedelivered(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	ensureStreams(t, js)
 
 	killed := startProc(t, procEnv(s.ClientURL(), "5", "1m")...)
@@ -133,7 +133,7 @@ func TestKilledWorkerTaskIsRedelivered(t *testing.T) {
 func TestKilledOnLastDeliveryIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	ensureStreams(t, js)
 
 	killed := startProc(t, procEnv(s.ClientURL(), "1", "1m")...)
@@ -149,7 +149,7 @@ func TestKilledOnLastDeliveryIsDeadLettered(t *testing.T) {
 	waitPulling(t, js, "sms-worker", 1)
 
 	killed.Kill(t)
-	testkit.WaitFor(t, "a dead letter", func() bool { return streamState(t, js, "SMS_DEAD").Msgs == 1 })
+	testkit.WaitFor(t, "a dead letter", func() bool { return natstest.StreamState(t, js, "SMS_DEAD").Msgs == 1 })
 	waitEmpty(t, js)
 
 	dead := deadLetters(t, js)
@@ -166,7 +166,7 @@ func TestKilledOnLastDeliveryIsDeadLettered(t *testing.T) {
 func TestSIGTERMFinishesTaskInFlight(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	ensureStreams(t, js)
 
 	p := startProc(t, procEnv(s.ClientURL(), "5", "1s")...)
@@ -179,7 +179,7 @@ func TestSIGTERMFinishesTaskInFlight(t *testing.T) {
 	if got := logged(p, "sms sent", "t1"); got != 1 {
 		t.Errorf("got %d sends, want 1", got)
 	}
-	if got := streamState(t, js, stream.SMS).Msgs; got != 0 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 0 {
 		t.Errorf("got %d tasks left, want 0 (acked before exit)", got)
 	}
 	if got := roomTexts(t, js, "lobby")[confirmation("bob")]; got != 1 {

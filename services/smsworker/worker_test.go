@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/services/smsworker"
@@ -105,15 +104,6 @@ func (r *recorder) attemptTimes(id string) []time.Time {
 	return append([]time.Time(nil), r.attempts[id]...)
 }
 
-func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // ensureStreams creates what the bot would, so tasks can be queued before
 // a worker runs.
 func ensureStreams(t *testing.T, js jetstream.JetStream) {
@@ -150,47 +140,16 @@ func queueRaw(t *testing.T, js jetstream.JetStream, data []byte, msgID string) {
 	}
 }
 
-// roomTexts counts the texts of room's messages in the CHAT stream.
+// roomTexts counts the texts of room's messages in the CHAT stream, all
+// of which must be the bot's.
 func roomTexts(t *testing.T, js jetstream.JetStream, room string) map[string]int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
-	defer cancel()
-	subject := chat.RoomSubject(room)
-	s, err := js.Stream(ctx, stream.Chat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
 	texts := map[string]int{}
-	n := int(info.State.Subjects[subject])
-	if n == 0 {
-		return texts
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(n, jetstream.FetchMaxWait(testkit.Deadline))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := 0
-	for m := range batch.Messages() {
-		msg, err := chat.ParseMessage(m.Data(), time.Now())
-		if err != nil {
-			t.Fatalf("room message %q: %v", m.Data(), err)
+	for _, m := range natstest.RoomMessages(t, js, room) {
+		if m.User != "bot" || m.Kind != chat.KindBot {
+			t.Errorf("got room message by %q kind %q, want bot bot", m.User, m.Kind)
 		}
-		if msg.User != "bot" || msg.Kind != chat.KindBot {
-			t.Errorf("got room message by %q kind %q, want bot bot", msg.User, msg.Kind)
-		}
-		texts[msg.Text]++
-		got++
-	}
-	if got != n {
-		t.Fatalf("read %d messages, the stream has %d", got, n)
+		texts[m.Text]++
 	}
 	return texts
 }
@@ -233,21 +192,6 @@ func deadLetters(t *testing.T, js jetstream.JetStream) []deadLetter {
 	return out
 }
 
-func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
-	defer cancel()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State
-}
-
 // waitPulling waits until n workers have a pull request waiting, so a test
 // that queues tasks next spreads them over all n.
 func waitPulling(t *testing.T, js jetstream.JetStream, consumer string, n int) {
@@ -282,7 +226,7 @@ func consumerInfo(t *testing.T, js jetstream.JetStream, consumer string) *jetstr
 func waitEmpty(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	testkit.WaitForState(t, time.Minute, "the SMS stream to be empty", func() (bool, string) {
-		n := streamState(t, js, stream.SMS).Msgs
+		n := natstest.StreamState(t, js, stream.SMS).Msgs
 		return n == 0, fmt.Sprintf("%d tasks left", n)
 	})
 }
@@ -290,7 +234,7 @@ func waitEmpty(t *testing.T, js jetstream.JetStream) {
 func TestSendsAndConfirms(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	rec := newRecorder()
 	startWorker(t, testConfig(s), rec)
 	waitPulling(t, js, "sms-worker", 1)
@@ -326,7 +270,7 @@ func TestThreeWorkers(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	cfg := testConfig(s)
 	var recs []*recorder
 	for range 3 {
@@ -387,7 +331,7 @@ func TestThreeWorkers(t *testing.T) {
 func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	cfg := testConfig(s)
 	cfg.Concurrency = 1
 	cfg.MaxDeliver = 3
@@ -406,7 +350,7 @@ func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
 	testkit.WaitFor(t, "the good task", func() bool { return rec.sentCount("good") == 1 })
 	goodAt := rec.attemptTimes("good")[0]
 
-	testkit.WaitFor(t, "a dead letter", func() bool { return streamState(t, js, "SMS_DEAD").Msgs == 1 })
+	testkit.WaitFor(t, "a dead letter", func() bool { return natstest.StreamState(t, js, "SMS_DEAD").Msgs == 1 })
 	attempts := rec.attemptTimes("bad")
 	if len(attempts) != cfg.MaxDeliver {
 		t.Fatalf("got %d attempts, want %d", len(attempts), cfg.MaxDeliver)
@@ -437,7 +381,7 @@ func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
 func TestMalformedTasksAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	rec := newRecorder()
 	startWorker(t, testConfig(s), rec)
 	waitPulling(t, js, "sms-worker", 1)
@@ -487,7 +431,7 @@ func TestMalformedTasksAreDeadLettered(t *testing.T) {
 func TestDrainFinishesTasksInFlight(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	rec := newRecorder()
 	rec.delay = 500 * time.Millisecond
 	stop := startWorker(t, testConfig(s), rec)
@@ -499,7 +443,7 @@ func TestDrainFinishesTasksInFlight(t *testing.T) {
 	if got := rec.sentCount("slow"); got != 1 {
 		t.Errorf("got %d sends, want 1", got)
 	}
-	if got := streamState(t, js, stream.SMS).Msgs; got != 0 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 0 {
 		t.Errorf("got %d tasks left after drain, want 0 (acked)", got)
 	}
 	if got := roomTexts(t, js, "lobby")[confirmation("bob")]; got != 1 {
@@ -512,7 +456,7 @@ func TestDrainFinishesTasksInFlight(t *testing.T) {
 func TestSlowTaskDoesNotBlockOthers(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	cfg := testConfig(s)
 	cfg.Concurrency = 2
 	release := make(chan struct{})

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,17 @@ func WaitForState(t testing.TB, timeout time.Duration, what string, cond func() 
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// Missing skips the test because something it needs (a database, a browser,
+// a command) is not there, except in CI (CI=true), where everything must be
+// there and the test fails instead. how says how to provide it.
+func Missing(t testing.TB, what, how string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is missing and CI=true: %s", what, how)
+	}
+	t.Skipf("%s is missing: %s to run this test", what, how)
 }
 
 // FreePort is a loopback TCP port that was free a moment ago, for a server
