@@ -138,6 +138,9 @@ func TestHistoryStored(t *testing.T) {
 // all-in-one with the real CLI.
 func TestREADMENatsCommands(t *testing.T) {
 	natsCLI := requireNatsCLI(t)
+	// No periodic presence announcement on chat.> while nats sub counts
+	// its two messages.
+	t.Setenv("GATEWAY_PRESENCE_INTERVAL", "1h")
 	s := startStack(t)
 	ws := wstest.Dial(t, s.http+"/ws/chat/lobby/alice")
 	ws.Next(chat.FrameHistory)
