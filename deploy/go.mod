@@ -47,6 +47,12 @@ require (
 	mellium.im/sasl v0.3.2 // indirect
 )
 
-require github.com/natschat/chat/shared v0.0.0
+require (
+	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
+)
 
-replace github.com/natschat/chat/shared => ../shared
+replace (
+	github.com/natschat/chat/shared => ../shared
+	github.com/natschat/chat/shared/testkit => ../shared/testkit
+)

@@ -13,7 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 const (
@@ -236,7 +237,7 @@ func TestRateLimitWindowEnds(t *testing.T) {
 	if r.RetryAfter < 1 || r.RetryAfter > 2 {
 		t.Errorf("retry_after %d, want 1 or 2 seconds", r.RetryAfter)
 	}
-	waitFor(t, 20*time.Second, "the window to end", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the window to end", func() (bool, string) {
 		r := ask(t, nc, chat.AuthLogin, chat.Credentials{Name: "alice", Password: alicePassword})
 		return r.OK, fmt.Sprintf("%+v", r)
 	})
@@ -608,7 +609,7 @@ func TestReconcileRepairsBuckets(t *testing.T) {
 	if err := js.DeleteKeyValue(ctx, chat.AccountsBucket); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the accounts bucket back with alice", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the accounts bucket back with alice", func() (bool, string) {
 		kv, err := js.KeyValue(ctx, chat.AccountsBucket)
 		if err != nil {
 			return false, err.Error()

@@ -22,8 +22,9 @@ import (
 
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
-	"github.com/natschat/chat/shared/natstest"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // backend is a database a test runs the service against; setup points cfg
@@ -103,7 +104,7 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 		}
 	})
 	t.Cleanup(stop)
-	waitFor(t, 20*time.Second, "the accounts service answers", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the accounts service answers", func() (bool, string) {
 		select {
 		case err := <-errc:
 			t.Fatalf("Run returned early: %v", err)
@@ -255,7 +256,7 @@ func watch(t *testing.T, nc *nats.Conn, bucket string) *watcher {
 		}
 	}()
 	t.Cleanup(func() { kw.Stop(); <-done })
-	waitFor(t, 10*time.Second, bucket+" watcher has the current values", func() (bool, string) {
+	testkit.WaitForState(t, 10*time.Second, bucket+" watcher has the current values", func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return w.synced, ""
@@ -267,7 +268,7 @@ func watch(t *testing.T, nc *nats.Conn, bucket string) *watcher {
 func (w *watcher) waitValue(key string, v any) {
 	w.t.Helper()
 	var data []byte
-	waitFor(w.t, 10*time.Second, "key "+key, func() (bool, string) {
+	testkit.WaitForState(w.t, 10*time.Second, "key "+key, func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		data = w.values[key]
@@ -281,7 +282,7 @@ func (w *watcher) waitValue(key string, v any) {
 // waitDeleted waits until the watcher saw key deleted.
 func (w *watcher) waitDeleted(key string) {
 	w.t.Helper()
-	waitFor(w.t, 10*time.Second, "key "+key+" deleted", func() (bool, string) {
+	testkit.WaitForState(w.t, 10*time.Second, "key "+key+" deleted", func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		_, live := w.values[key]
@@ -347,5 +348,5 @@ func metric(t *testing.T, addr, name, labels string) float64 {
 // start another over the same data.
 func startNATS(t *testing.T, dir string) *server.Server {
 	t.Helper()
-	return natstest.StartDir(t, dir)
+	return natstest.StartWith(t, natstest.Options{StoreDir: dir})
 }

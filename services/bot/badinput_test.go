@@ -9,8 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestBadInputCorpus sends garbage on every subject the bot reads (bot.cmd
@@ -21,7 +22,7 @@ import (
 func TestBadInputCorpus(t *testing.T) {
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 	// Make sure the bot serves before the garbage, so no reply is a miss.
 	if r := ask(t, nc, chat.BotRequest{Room: "lobby", User: "alice", Text: "/help"}); !r.OK {
@@ -118,11 +119,11 @@ func TestBadInputCorpus(t *testing.T) {
 	if r := ask(t, nc, chat.BotRequest{ID: "after", Room: "lobby", User: "alice", Text: "/now"}); !r.OK {
 		t.Fatalf("/now after the garbage: %+v", r)
 	}
-	waitFor(t, 10*time.Second, "the two /now answers", func() bool { return streamMsgs(t, js, stream.Chat) >= 2 })
-	if got := streamMsgs(t, js, stream.Chat); got != 2 {
+	testkit.WaitFor(t, "the two /now answers", func() bool { return natstest.StreamState(t, js, stream.Chat).Msgs >= 2 })
+	if got := natstest.StreamState(t, js, stream.Chat).Msgs; got != 2 {
 		t.Errorf("got %d room messages, want the 2 /now answers", got)
 	}
-	if got := streamMsgs(t, js, stream.SMS); got != 0 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 0 {
 		t.Errorf("got %d SMS tasks from garbage, want 0", got)
 	}
 }

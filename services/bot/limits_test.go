@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestSMSRateLimits: /sms is limited to 5 per requester and 10 per
@@ -18,10 +18,10 @@ import (
 func TestSMSRateLimits(t *testing.T) {
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 	startBot(t, s)
-	waitFor(t, 10*time.Second, "two bots subscribed", func() bool { return countBots(t, nc) == 2 })
+	testkit.WaitFor(t, "two bots subscribed", func() bool { return countBots(t, nc) == 2 })
 
 	sms := func(id, from, to string) chat.BotReply {
 		t.Helper()
@@ -63,7 +63,7 @@ func TestSMSRateLimits(t *testing.T) {
 		}
 	})
 
-	if got, want := streamMsgs(t, js, stream.SMS), uint64(5+10+5); got != want {
+	if got, want := natstest.StreamState(t, js, stream.SMS).Msgs, uint64(5+10+5); got != want {
 		t.Errorf("got %d SMS tasks, want %d", got, want)
 	}
 }

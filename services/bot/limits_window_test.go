@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestSMSWindowSlides drives the limiter on a real KV bucket with a clock

@@ -13,8 +13,9 @@ import (
 
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/shared/natsconn"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // syncBuffer collects log output written from several goroutines.
@@ -63,7 +64,7 @@ func TestStreamsNotOwned(t *testing.T) {
 			t.Errorf("bot.Run: %v", err)
 		}
 	}()
-	waitFor(t, 10*time.Second, "the bot serving", func() bool { return strings.Contains(logs.String(), "bot serving") })
+	testkit.WaitFor(t, "the bot serving", func() bool { return strings.Contains(logs.String(), "bot serving") })
 
 	sms, err := js.Stream(ctx, stream.SMS)
 	if err != nil {

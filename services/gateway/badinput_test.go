@@ -6,13 +6,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 // TestBadInputCorpus throws bad input at every surface the gateway reads,
@@ -40,10 +40,10 @@ func TestBadInputCorpus(t *testing.T) {
 		}
 	}
 
-	alice := dial(t, base, "/ws/chat/lobby/alice")
-	alice.next("history")
-	watcher := dial(t, base, "/ws/chat/lobby/watcher")
-	watcher.next("history")
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	alice.Next(chat.FrameHistory)
+	watcher := wstest.Dial(t, base+"/ws/chat/lobby/watcher")
+	watcher.Next(chat.FrameHistory)
 
 	// Frames, each answered with an error frame of the right code.
 	frames := []struct {
@@ -67,19 +67,19 @@ func TestBadInputCorpus(t *testing.T) {
 		{`{"type":"history","limit":100000}`, chat.CodeInvalid},
 	}
 	for _, f := range frames {
-		if err := alice.conn.Write(context.Background(), websocket.MessageText, []byte(f.frame)); err != nil {
+		if err := alice.Conn.Write(context.Background(), websocket.MessageText, []byte(f.frame)); err != nil {
 			t.Fatal(err)
 		}
-		got := alice.next("error")
-		if got["code"] != string(f.code) || got["message"] == "" {
+		got := alice.Next(chat.FrameError)
+		if got.Code != f.code || got.Error == "" {
 			t.Errorf("frame %.60s: got %v, want a %s error with a message", f.frame, got, f.code)
 		}
 	}
 	// A binary frame.
-	if err := alice.conn.Write(context.Background(), websocket.MessageBinary, []byte{0, 1, 2}); err != nil {
+	if err := alice.Conn.Write(context.Background(), websocket.MessageBinary, []byte{0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	if got := alice.next("error"); got["code"] != string(chat.CodeInvalid) {
+	if got := alice.Next(chat.FrameError); got.Code != chat.CodeInvalid {
 		t.Errorf("binary frame: got %v", got)
 	}
 
@@ -112,21 +112,21 @@ func TestBadInputCorpus(t *testing.T) {
 
 	// The room still works, for the sender and the watcher, and the
 	// barrier message is the first message either of them receives.
-	alice.say("still fine", "barrier")
-	for _, c := range []*wsClient{alice, watcher} {
-		if got := c.next("message"); got["client_id"] != "barrier" {
+	alice.Say("still fine", "barrier")
+	for _, c := range []*wstest.Client{alice, watcher} {
+		if got := c.Next(chat.FrameMessage); got.ClientID != "barrier" {
 			t.Errorf("first message after the garbage: %v, want the barrier", got)
 		}
 	}
 	// Presence carried none of the bad names: a good event after them is
 	// the barrier, and no presence frame up to it lists a bad name.
 	nc.Publish(chat.PresenceSubject("lobby"), []byte(`{"event":"here","gateway":"gw3","users":["carol"]}`))
-	for _, c := range []*wsClient{alice, watcher} {
+	for _, c := range []*wstest.Client{alice, watcher} {
 		for carol := false; !carol; {
-			f := c.next("presence")
-			for _, u := range f["users"].([]any) {
+			f := c.Next(chat.FramePresence)
+			for _, u := range f.Users {
 				carol = carol || u == "carol"
-				if chat.ValidateName("user", u.(string)) != nil {
+				if chat.ValidateName("user", u) != nil {
 					t.Errorf("presence listed %q", u)
 				}
 			}
@@ -138,13 +138,8 @@ func TestBadInputCorpus(t *testing.T) {
 
 	// A frame over the read limit closes the socket with 1009.
 	big := `{"type":"message","text":"` + strings.Repeat("x", maxFrame) + `"}`
-	alice.conn.Write(context.Background(), websocket.MessageText, []byte(big))
-	select {
-	case err := <-alice.closed:
-		if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
-			t.Errorf("oversized frame closed the socket with %v, want 1009", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("an oversized frame did not close the socket")
+	alice.Conn.Write(context.Background(), websocket.MessageText, []byte(big))
+	if err := alice.WaitClosed(); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Errorf("oversized frame closed the socket with %v, want 1009", err)
 	}
 }

@@ -15,8 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestForgedStatusHeader: a chat message with an empty body and a
@@ -45,7 +46,7 @@ func TestForgedStatusHeader(t *testing.T) {
 		publish(t, nc, []string{"x"}, 0, 1) // a good one after each
 	}
 	last := publishedSeq(t, js)
-	waitFor(t, 10*time.Second, "the good messages stored", func() (bool, string) {
+	testkit.WaitForState(t, 10*time.Second, "the good messages stored", func() (bool, string) {
 		c, err := readContents(st)
 		return err == nil && c.total == 5, fmt.Sprintf("%d stored (%v)", c.total, err)
 	})
@@ -200,7 +201,7 @@ func publishedSeq(t *testing.T, js jetstream.JetStream) uint64 {
 // refused) everything up to seq and holds nothing for redelivery.
 func waitAckFloor(t *testing.T, js jetstream.JetStream, seq uint64, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("ack floor at %d", seq), func() (bool, string) {
+	testkit.WaitForState(t, timeout, fmt.Sprintf("ack floor at %d", seq), func() (bool, string) {
 		cons, err := js.Consumer(context.Background(), stream.Chat, consumerName)
 		if err != nil {
 			return false, err.Error()
@@ -252,7 +253,7 @@ func startHistoryWithLog(t *testing.T, cfg Config, nc *nats.Conn, buf *logBuffer
 			t.Logf("service log:\n%s", buf)
 		}
 	})
-	waitFor(t, 20*time.Second, "history answers queries", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "history answers queries", func() (bool, string) {
 		var resp chat.RoomsResponse
 		if err := request(nc, chat.HistoryRooms, nil, &resp); err != nil {
 			return false, err.Error()

@@ -6,6 +6,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/uptrace/bun v1.2.18
 	github.com/uptrace/bun/dialect/pgdialect v1.2.18
@@ -52,4 +53,7 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 )
 
-replace github.com/natschat/chat/shared => ../../shared
+replace (
+	github.com/natschat/chat/shared => ../../shared
+	github.com/natschat/chat/shared/testkit => ../../shared/testkit
+)

@@ -15,8 +15,9 @@ import (
 
 	"github.com/natschat/chat/services/history/internal/store"
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestConsumerDeleted: the durable consumer is deleted while messages flow.
@@ -34,7 +35,7 @@ func TestConsumerDeleted(t *testing.T) {
 			js := newJS(t, nc)
 			cfg := testConfig(t, srv.Server)
 			cfg.User, cfg.Password = "history", "history-pw"
-			cfg.AdminAddr = freeAddr(t)
+			cfg.AdminAddr = testkit.FreeAddr(t)
 			cfg.BatchSize = 50
 			st := openStore(t, b.setup(t, &cfg))
 			startHistory(t, cfg, nc)
@@ -49,7 +50,7 @@ func TestConsumerDeleted(t *testing.T) {
 			}
 			waitReady(t, cfg.AdminAddr, http.StatusServiceUnavailable, "chat consumer: consumer missing, re-creating")
 			pub.waitMore(t, 200) // messages keep coming while it is missing
-			if code, body := get(t, cfg.AdminAddr, "/readyz"); code != http.StatusServiceUnavailable {
+			if code, body := getStatus("http://" + cfg.AdminAddr + "/readyz"); code != http.StatusServiceUnavailable {
 				t.Errorf("/readyz while the consumer cannot be created: %d %q", code, body)
 			}
 			srv.lockJetStream(t, false)
@@ -58,7 +59,7 @@ func TestConsumerDeleted(t *testing.T) {
 			pub.waitMore(t, 200)
 			n := pub.stop(t)
 			checkExactlyOnce(t, waitStored(t, st, n, 30*time.Second), n, true)
-			if _, body := get(t, cfg.AdminAddr, "/metrics"); strings.Contains(body, "chat_history_consumer_failures_total 0") {
+			if _, body := getStatus("http://" + cfg.AdminAddr + "/metrics"); strings.Contains(body, "chat_history_consumer_failures_total 0") {
 				t.Errorf("consumer failures not counted:\n%s", body)
 			}
 		})
@@ -80,7 +81,7 @@ func TestStreamStartsOver(t *testing.T) {
 			js := newJS(t, nc)
 			cfg := testConfig(t, srv.Server)
 			cfg.User, cfg.Password = "history", "history-pw"
-			cfg.AdminAddr = freeAddr(t)
+			cfg.AdminAddr = testkit.FreeAddr(t)
 			cfg.BatchSize = 50
 			st := openStore(t, b.setup(t, &cfg))
 			startHistory(t, cfg, nc)
@@ -104,7 +105,7 @@ func TestStreamStartsOver(t *testing.T) {
 				t.Fatal("the new stream has the old one's creation time")
 			}
 			pub.waitMore(t, 200)
-			if code, body := get(t, cfg.AdminAddr, "/readyz"); code != http.StatusServiceUnavailable {
+			if code, body := getStatus("http://" + cfg.AdminAddr + "/readyz"); code != http.StatusServiceUnavailable {
 				t.Errorf("/readyz while the consumer cannot be created: %d %q", code, body)
 			}
 			srv.lockJetStream(t, false)
@@ -119,7 +120,7 @@ func TestStreamStartsOver(t *testing.T) {
 				t.Fatalf("only %d messages in the new stream", len(want))
 			}
 			var got map[string]uint64
-			waitFor(t, 30*time.Second, "every message of the new stream stored", func() (bool, string) {
+			testkit.WaitForState(t, 30*time.Second, "every message of the new stream stored", func() (bool, string) {
 				var dups []string
 				got, dups = epochContents(t, st, newEpoch)
 				if len(dups) > 0 {
@@ -202,7 +203,7 @@ func TestHistoryCreatesTheStream(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), stream.Chat); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "history to create CHAT again", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "history to create CHAT again", func() (bool, string) {
 		str, err := js.Stream(context.Background(), stream.Chat)
 		if err != nil {
 			return false, err.Error()
@@ -210,7 +211,7 @@ func TestHistoryCreatesTheStream(t *testing.T) {
 		return chat.EpochOf(str.CachedInfo().Created) != oldEpoch, "the old stream"
 	})
 	publish(t, nc, []string{"a"}, 20, 30)
-	waitFor(t, 20*time.Second, "the new stream's messages stored", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the new stream's messages stored", func() (bool, string) {
 		got, _ := epochContents(t, st, streamEpoch(t, js))
 		return len(got) == 30, fmt.Sprintf("%d of 30", len(got))
 	})
@@ -357,7 +358,7 @@ func (p *publisher) waitMore(t *testing.T, n int) {
 	p.mu.Lock()
 	target := p.acked + n
 	p.mu.Unlock()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d more published messages", n), func() (bool, string) {
+	testkit.WaitForState(t, 30*time.Second, fmt.Sprintf("%d more published messages", n), func() (bool, string) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.acked >= target, fmt.Sprintf("%d acked, %d failed", p.acked, p.failed)
@@ -443,4 +444,14 @@ func epochContents(t *testing.T, st *store.Store, epoch int64) (map[string]uint6
 		}
 	}
 	return out, dups
+}
+
+// getStatus is testkit.Get without the error: a refused connection is
+// status 0 with the error as its body.
+func getStatus(url string) (int, string) {
+	code, body, err := testkit.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	return code, body
 }

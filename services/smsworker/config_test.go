@@ -34,6 +34,7 @@ func TestConfigFromEnv(t *testing.T) {
 // naming the variable: the skeleton (shared/service) calls Validate before
 // Run, so nothing connects anywhere.
 func TestBadConfig(t *testing.T) {
+	t.Parallel()
 	var good smsworker.Config
 	if err := config.Load("SMSWORKER", &good, nil, io.Discard); err != nil {
 		t.Fatal(err)

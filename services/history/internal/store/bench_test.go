@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // BenchmarkSave is the history service's write path: one batch of 500

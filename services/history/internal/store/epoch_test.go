@@ -10,7 +10,7 @@ import (
 	"testing/fstest"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // Two CHAT stream epochs: created at these times (microseconds).

@@ -1,17 +1,17 @@
-package stream_test
+package integration
 
 import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestChatRepublish pins what gateways rely on: every message published on
@@ -19,7 +19,8 @@ import (
 // chat.feed.<room> with its stream sequence and the previous sequence of the
 // same room.
 func TestChatRepublish(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/natschat/chat/shared/testkit"
 )
 
 // DB is a fresh database that is dropped when the test ends.
@@ -31,10 +33,7 @@ func Postgres(t testing.TB) *DB {
 	t.Helper()
 	adminURL := os.Getenv("TEST_DATABASE_URL")
 	if adminURL == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TEST_DATABASE_URL is not set; CI must provide Postgres")
-		}
-		t.Skip("TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): skipping Postgres test")
+		testkit.Missing(t, "TEST_DATABASE_URL", "set it to a Postgres server, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable,")
 	}
 	u, err := url.Parse(adminURL)
 	if err != nil {

@@ -1,4 +1,4 @@
-package stream_test
+package integration
 
 import (
 	"bytes"
@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/config"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // logBuffer captures a logger's JSON records.
