@@ -377,7 +377,7 @@ func TestTwoInstances(t *testing.T) {
 	cfg := testConfig(t, s)
 	postgresBackend.setup(t, &cfg)
 	one, two := cfg, cfg
-	one.AdminAddr, two.AdminAddr = freeAddr(t), freeAddr(t)
+	one.AdminAddr, two.AdminAddr = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	startAccounts(t, one, nc)
 	startAccounts(t, two, nc)
 	answered := func() float64 {
@@ -493,7 +493,7 @@ func TestBadConfig(t *testing.T) {
 		cfg.DatabaseURL = "mysql://x"
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := Run(ctx, cfg, testLogger(t)); err == nil {
+		if err := Run(ctx, cfg, testkit.Logger(t)); err == nil {
 			t.Error("Run accepted a mysql:// database")
 		}
 	})

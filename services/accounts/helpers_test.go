@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -58,20 +55,6 @@ func testConfig(t *testing.T, s *server.Server) Config {
 	return cfg
 }
 
-// testLogger collects the service's log and prints it only if the test
-// fails (or ACCOUNTS_TEST_LOG is set), so passing runs stay quiet.
-func testLogger(t *testing.T) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if t.Failed() || os.Getenv("ACCOUNTS_TEST_LOG") != "" {
-			t.Logf("service log:\n%s", buf.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 type lockedWriter struct {
 	mu  *sync.Mutex
@@ -90,7 +73,7 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	log := testLogger(t) // its cleanup runs after the service has stopped
+	log := testkit.Logger(t) // its cleanup runs after the service has stopped
 	go func() { errc <- Run(ctx, cfg, log) }()
 	stop = sync.OnceFunc(func() {
 		cancel()
@@ -130,22 +113,6 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 	return stop
 }
 
-// waitFor polls cond until it holds or the timeout passes; cond explains
-// itself for the failure message.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
 
 // request sends req (JSON, or raw bytes) to subject and decodes the reply.
 func request(nc *nats.Conn, subject string, req any, resp any) error {
@@ -307,16 +274,6 @@ func (w *watcher) saw(event string) bool {
 	return false
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // metric is the sum of the series with name and labels (a substring of
 // its label set) on the admin server at addr.

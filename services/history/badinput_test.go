@@ -30,7 +30,7 @@ func TestForgedStatusHeader(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	cfg := testConfig(t, s)
 	st := openStore(t, sqliteBackend.setup(t, &cfg))
 	startHistory(t, cfg, nc)
@@ -63,7 +63,7 @@ func TestBadInputCorpus(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	cfg := testConfig(t, s)
 	st := openStore(t, sqliteBackend.setup(t, &cfg))
 	log := &logBuffer{}

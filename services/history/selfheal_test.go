@@ -32,7 +32,7 @@ func TestConsumerDeleted(t *testing.T) {
 			t.Parallel()
 			srv := startAuthServer(t)
 			nc := srv.connect(t, "admin")
-			js := newJS(t, nc)
+			js := natstest.JetStream(t, nc)
 			cfg := testConfig(t, srv.Server)
 			cfg.User, cfg.Password = "history", "history-pw"
 			cfg.AdminAddr = testkit.FreeAddr(t)
@@ -78,7 +78,7 @@ func TestStreamStartsOver(t *testing.T) {
 			t.Parallel()
 			srv := startAuthServer(t)
 			nc := srv.connect(t, "admin")
-			js := newJS(t, nc)
+			js := natstest.JetStream(t, nc)
 			cfg := testConfig(t, srv.Server)
 			cfg.User, cfg.Password = "history", "history-pw"
 			cfg.AdminAddr = testkit.FreeAddr(t)
@@ -192,7 +192,7 @@ func TestHistoryCreatesTheStream(t *testing.T) {
 	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	cfg := testConfig(t, s)
 	st := openStore(t, sqliteBackend.setup(t, &cfg))
 	startHistory(t, cfg, nc)
@@ -285,14 +285,6 @@ func (a *authServer) connect(t *testing.T, user string) *nats.Conn {
 	return nc
 }
 
-func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 func streamEpoch(t *testing.T, js jetstream.JetStream) int64 {
 	t.Helper()
