@@ -55,7 +55,6 @@ func testConfig(t *testing.T, s *server.Server) Config {
 	return cfg
 }
 
-
 type lockedWriter struct {
 	mu  *sync.Mutex
 	buf *bytes.Buffer
@@ -112,7 +111,6 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 	})
 	return stop
 }
-
 
 // request sends req (JSON, or raw bytes) to subject and decodes the reply.
 func request(nc *nats.Conn, subject string, req any, resp any) error {
@@ -273,7 +271,6 @@ func (w *watcher) saw(event string) bool {
 	}
 	return false
 }
-
 
 // metric is the sum of the series with name and labels (a substring of
 // its label set) on the admin server at addr.

@@ -285,7 +285,6 @@ func (a *authServer) connect(t *testing.T, user string) *nats.Conn {
 	return nc
 }
 
-
 func streamEpoch(t *testing.T, js jetstream.JetStream) int64 {
 	t.Helper()
 	str, err := js.Stream(context.Background(), stream.Chat)
