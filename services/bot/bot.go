@@ -128,6 +128,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("add bot service: %w", err)
 	}
+	// Ready means the server routes bot.cmd here: the subscription must
+	// have reached it.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("subscribe to %s: %w", chat.BotCmd, err)
+	}
 	ready.Store(true)
 	log.Info("bot serving", "subject", chat.BotCmd, "queue", chat.BotQueue)
 
