@@ -130,8 +130,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Ready means the server routes bot.cmd here: the subscription must
 	// have reached it.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		return fmt.Errorf("subscribe to %s: %w", chat.BotCmd, err)
+	if err := natsconn.Retry(ctx, log, "subscribe to "+chat.BotCmd, nc.FlushWithContext); err != nil {
+		svc.Stop()
+		return nil // stopped before it was serving
 	}
 	ready.Store(true)
 	log.Info("bot serving", "subject", chat.BotCmd, "queue", chat.BotQueue)
