@@ -67,11 +67,7 @@ func sendWithUpgrade(addr, path, clientID string) error {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	var key [16]byte
-	rand.Read(key[:])
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", path, addr, base64.StdEncoding.EncodeToString(key[:]))
+	req := bytes.NewBuffer(upgradeRequest(addr, path))
 	req.Write(maskedTextFrame(mustJSON(chat.ClientFrame{Type: chat.FrameMessage, Text: "hi", ClientID: clientID})))
 	if _, err := conn.Write(req.Bytes()); err != nil {
 		return err
@@ -102,6 +98,15 @@ func sendWithUpgrade(addr, path, clientID string) error {
 			}
 		}
 	}
+}
+
+// upgradeRequest is a WebSocket upgrade request for path, written by hand
+// for clients that do what no library does.
+func upgradeRequest(addr, path string) []byte {
+	var key [16]byte
+	rand.Read(key[:])
+	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", path, addr, base64.StdEncoding.EncodeToString(key[:]))
 }
 
 // maskedTextFrame is a client-to-server text frame (RFC 6455 5.2).
