@@ -28,10 +28,11 @@ import (
 // most chat.MaxPasswordLen bytes each fit with room to spare.
 const maxAccountBody = 8 << 10
 
-// signInWait bounds how long a sign-in waits for this gateway's watched
-// copy to have its new session, so the WebSocket that follows at once is
-// let in without a round trip.
-const signInWait = time.Second
+// copyWait bounds how long a change made through this gateway (a sign-in,
+// a mute) waits for the gateway's watched copy to have it: the WebSocket
+// that follows at once is let in without a round trip, the mute holds as
+// soon as the admin is told.
+const copyWait = time.Second
 
 func (g *Gateway) accountRoutes() {
 	g.mux.HandleFunc("POST /api/register", g.serveRegister)
@@ -80,7 +81,7 @@ func (g *Gateway) signIn(w http.ResponseWriter, r *http.Request, subject string,
 // was just created (and its account), so that this gateway knows it when
 // the page's WebSocket comes.
 func (g *Gateway) awaitCopy(ctx context.Context, sessionKey, accountKey string) {
-	ctx, cancel := context.WithTimeout(ctx, signInWait)
+	ctx, cancel := context.WithTimeout(ctx, copyWait)
 	defer cancel()
 	// A copy not synced yet is not used: lookups ask the bucket.
 	g.dir.sessions.kick()

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -74,6 +75,14 @@ func (g *Gateway) onAdminCommand(c *client, f chat.ClientFrame) bool {
 		if !reply.OK {
 			g.fail(c, reply.Code, fmt.Sprintf("/%s: %s", name, reply.Error), f.ClientID)
 			return
+		}
+		// This gateway enforces what its copy of the mutes has: wait a
+		// moment for it, so the mute holds here once the admin is told.
+		key := chat.MuteKey(c.room, req.User)
+		if g.dir.mutes.synced() {
+			ctx, cancel := context.WithTimeout(c.ctx, copyWait)
+			g.dir.mutes.waitFor(ctx, func(v map[string]chat.Mute) bool { _, ok := v[key]; return ok == (reply.Mute != nil) })
+			cancel()
 		}
 		text := fmt.Sprintf("%s may write in #%s again", req.User, c.room)
 		if reply.Mute != nil {
