@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/natschat/chat/services/accounts"
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/services/gateway"
 	"github.com/natschat/chat/services/history"
@@ -78,6 +79,14 @@ func startBrowserStack(t *testing.T) *browserStack {
 	histCfg.URL, histCfg.SQLitePath = ns.ClientURL(), filepath.Join(t.TempDir(), "chat.db")
 	bs.services.Add(1)
 	go func() { defer bs.services.Done(); history.Run(ctx, histCfg, quietLog()) }()
+	var accCfg accounts.Config
+	if err := envconfig.Process("BROWSER_TEST_ACCOUNTS", &accCfg); err != nil {
+		t.Fatal(err)
+	}
+	accCfg.URL, accCfg.DatabaseURL, accCfg.SQLitePath = ns.ClientURL(), "", filepath.Join(t.TempDir(), "accounts.db")
+	accCfg.LoginNameLimit = 5 // TestBrowserSignInErrors reaches it
+	bs.services.Add(1)
+	go func() { defer bs.services.Done(); accounts.Run(ctx, accCfg, quietLog()) }()
 	t.Cleanup(func() {
 		bs.stopGateway()
 		cancel()
@@ -94,6 +103,10 @@ func startBrowserStack(t *testing.T) *browserStack {
 	nc := natstest.Connect(t, ns)
 	waitUntil(t, 20*time.Second, "bot answering", func() bool {
 		_, err := nc.Request("bot.cmd", []byte(`{"room":"x","user":"probe","text":"/help"}`), time.Second)
+		return err == nil
+	})
+	waitUntil(t, 20*time.Second, "accounts answering", func() bool {
+		_, err := nc.Request("auth.session", []byte(`{}`), time.Second)
 		return err == nil
 	})
 	return bs
@@ -447,7 +460,8 @@ func TestBrowserMembers(t *testing.T) {
 	b := startBrowser(t)
 	alice := b.tab()
 	openRoom(t, alice, bs.base, "lobby", "alice")
-	members := `[...document.querySelectorAll("#member-list li")].map(e => e.textContent).join(",")`
+	// The names, without the guest badges.
+	members := `[...document.querySelectorAll("#member-list li")].map(e => e.firstChild.textContent).join(",")`
 	eventually(t, alice, "alice online", members+` === "alice"`)
 
 	bob := b.tab()
@@ -498,29 +512,39 @@ func TestBrowserScreenshots(t *testing.T) {
 	bs := startBrowserStack(t)
 	nc := natstest.Connect(t, bs.ns)
 	for _, m := range []string{
-		`{"user":"alice","text":"Morning! Is the deploy still on for today?"}`,
-		`{"user":"alice","text":"The checklist is at https://example.com/deploy"}`,
-		`{"user":"bob","text":"Yes, after lunch. I'll post when it starts."}`,
+		`{"user":"alice","text":"Morning! Is the deploy still on for today?","auth":"account"}`,
+		`{"user":"alice","text":"The checklist is at https://example.com/deploy","auth":"account"}`,
+		`{"user":"bob","text":"Yes, after lunch. I'll post when it starts.","auth":"account"}`,
 		`{"user":"bot","kind":"bot","text":"bob asked for the time: it is Tue, 24 Nov 2026 12:02:11 UTC"}`,
-		`{"user":"carol","text":"<b>this stays text</b> and so does this"}`,
+		`{"user":"carol","text":"<b>this stays text</b> and so does this","auth":"guest"}`,
 	} {
 		nc.Publish("chat.room.team-a", []byte(m))
 	}
 	nc.Flush()
 	b := startBrowser(t)
 	bob := b.tab()
-	openRoom(t, bob, bs.base, "team-a", "bob")
-	alice := b.tab()
-	openRoom(t, alice, bs.base, "team-a", "alice")
-	say(t, alice, "Great, thanks bob!")
-	eventually(t, bob, "messages shown", countText("Great, thanks bob!")+" === 1")
-	eventually(t, bob, "members", `document.querySelectorAll("#member-list li").length === 2`)
-	screenshot(t, bob, "room-desktop.png", 1280, 800)
-	screenshot(t, bob, "room-phone.png", 390, 844)
 	act(t, bob, chromedp.Navigate(bs.base+"/"))
 	eventually(t, bob, "room list", `document.querySelectorAll("#rooms button").length >= 1`)
 	screenshot(t, bob, "landing.png", 1280, 800)
-	b.checkNoProblems()
+	signUp(t, bob, bs.base, "bob", "team-a")
+	// Other browsers: no shared cookies.
+	b2, b3 := startBrowser(t), startBrowser(t)
+	carol := b2.tab() // a guest
+	openRoom(t, carol, bs.base, "team-a", "carol")
+	alice := b3.tab()
+	signUp(t, alice, bs.base, "alice", "team-a")
+	say(t, alice, "Great, thanks bob!")
+	eventually(t, bob, "messages shown", countText("Great, thanks bob!")+" === 1")
+	eventually(t, bob, "members", `document.querySelectorAll("#member-list li").length === 3`)
+	screenshot(t, bob, "room-desktop.png", 1280, 800)
+	screenshot(t, bob, "room-phone.png", 390, 844)
+	act(t, carol, chromedp.Navigate(bs.base+"/chat/team-a/alice"))
+	eventually(t, carol, "sign-in offered", `!document.getElementById("signin").hidden`)
+	act(t, carol, chromedp.SendKeys("#text", "I was typing this", chromedp.ByID))
+	screenshot(t, carol, "room-signin.png", 1280, 800)
+	for _, b := range []*browser{b, b2, b3} {
+		b.checkNoProblems()
+	}
 }
 
 func TestBrowserLanding(t *testing.T) {
@@ -538,7 +562,7 @@ func TestBrowserLanding(t *testing.T) {
 		chromedp.Evaluate(`document.getElementById("user").value = ""`, nil),
 		chromedp.SendKeys("#user", "dana", chromedp.ByID),
 		chromedp.Evaluate(`document.getElementById("room").value = "q-and_a"`, nil),
-		chromedp.Click("button[type=submit]", chromedp.ByQuery),
+		chromedp.Click("#guest", chromedp.ByID),
 	)
 	eventually(t, tab, "in the room", `location.pathname === "/chat/q-and_a/dana" && document.getElementById("status").dataset.state === "online"`)
 	act(t, tab, chromedp.Navigate(bs.base+"/"))
