@@ -16,6 +16,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 # Distroless static: no shell, no package manager, a non-root user (65532).
 # Health checks run /healthprobe <url>.
 FROM gcr.io/distroless/static-debian12:nonroot
+# The gateway listens on localhost by default (for make run); a container
+# must listen on every interface to be reachable.
+ENV GATEWAY_ADDR=:8080
 COPY --from=build /out/service /service
 COPY --from=build /out/healthprobe /healthprobe
 USER nonroot:nonroot

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -14,10 +15,11 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/kelseyhightower/envconfig"
-	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/services/gateway"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // startGateway serves a real gateway, with an embedded nats-server, on a
@@ -31,44 +33,13 @@ func startGateway(t *testing.T) string {
 	}
 	cfg.URL = s.ClientURL()
 	cfg.Rate, cfg.Burst = 1e6, 1e6
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gateway.Serve(ctx, cfg, nc, ln, quietLogger()) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gateway stopped with %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("gateway did not stop within 15s")
-		}
-	})
+	ln := testkit.Listen(t)
+	nc := natstest.Connect(t, s)
+	log := testkit.Logger(t)
+	testkit.Start(t, "gateway", func(ctx context.Context) error { return gateway.Serve(ctx, cfg, nc, ln, log) })
 	base := "http://" + ln.Addr().String()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		res, err := http.Get(base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not ready within 10s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitReady(t, base)
+	return base
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -165,6 +136,32 @@ func TestParseText(t *testing.T) {
 	}
 }
 
+// TestFrames: what the tool sends is a chat.ClientFrame, and it tells the
+// gateway's frames apart whatever the order of their fields.
+func TestFrames(t *testing.T) {
+	var sent chat.ClientFrame
+	if err := json.Unmarshal(appendFrame(nil, 12, 345, 1700000000123456789), &sent); err != nil {
+		t.Fatal(err)
+	}
+	if want := (chat.ClientFrame{Type: chat.FrameMessage, Text: "b1|12|345|1700000000123456789", ClientID: "12-345"}); sent != want {
+		t.Errorf("sent %+v, want %+v", sent, want)
+	}
+	for _, tt := range []struct {
+		frame string
+		want  chat.FrameType
+	}{
+		{`{"type":"message","text":"x"}`, chat.FrameMessage},
+		{`{"seq":3,"text":"type \"type\":\"error\"","type":"message"}`, chat.FrameMessage},
+		{`{"messages":[{"text":"a"}],"type":"history"}`, chat.FrameHistory},
+		{`{"code":"rate_limited","type":"error"}`, chat.FrameError},
+		{`{"text":"no type"}`, ""},
+	} {
+		if got := chat.FrameType(frameType([]byte(tt.frame))); got != tt.want {
+			t.Errorf("frameType(%s) = %q, want %q", tt.frame, got, tt.want)
+		}
+	}
+}
+
 func TestHistogramQuantiles(t *testing.T) {
 	var h histogram
 	for i := 1; i <= 1000; i++ {
@@ -216,7 +213,7 @@ func startDroppingProxy(t *testing.T, base string, nth int) string {
 		}()
 		var count atomic.Int64
 		relay(ctx, down, up, func(f []byte) bool {
-			return bytes.HasPrefix(f, messagePrefix) && count.Add(1)%int64(nth) == 0
+			return bytes.Equal(frameType(f), messageFrame) && count.Add(1)%int64(nth) == 0
 		})
 	})}
 	go srv.Serve(ln)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -12,21 +13,40 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/natschat/chat/shared/chat"
 )
 
-// Frames are recognised by their first bytes and the text field is found with
-// bytes.Index instead of decoding JSON: the gateway writes "type" first (its
-// frame structs start with it), and the tool must stay cheaper than the
-// server it measures.
+// Message frames, one per delivery, are read without decoding the JSON:
+// their type and the text of this tool's messages are found with
+// bytes.Index, because the tool must stay cheaper than the server it
+// measures. Error frames are rare and decoded into chat.ServerFrame;
+// presence and notices are skipped.
 var (
-	messagePrefix = []byte(`{"type":"message"`)
-	historyPrefix = []byte(`{"type":"history"`)
-	errorPrefix   = []byte(`{"type":"error"`)
-	rateLimited   = []byte(`"code":"rate_limited"`)
+	typeField    = []byte(`"type":"`)
+	messageFrame = []byte(chat.FrameMessage)
+	historyFrame = []byte(chat.FrameHistory)
+	errorFrame   = []byte(chat.FrameError)
 	// textMarker starts the text of every message this tool sends:
 	// b1|<publisher>|<n>|<send time, Unix ns>.
 	textMarker = []byte(`"text":"b1|`)
 )
+
+// frameType returns the value of f's "type" field, wherever the field is.
+// The first match is the frame's own: a quote inside a JSON string is
+// escaped, and the messages in a history frame have no type.
+func frameType(f []byte) []byte {
+	i := bytes.Index(f, typeField)
+	if i < 0 {
+		return nil
+	}
+	v := f[i+len(typeField):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 {
+		return nil
+	}
+	return v[:j]
+}
 
 // roomState is one chat room of a scenario: the publishers that send to it,
 // whose ids are consecutive from firstPub, and its members.
@@ -125,8 +145,8 @@ func (m *member) readLoop() {
 }
 
 func (m *member) handle(f []byte, now int64) {
-	switch {
-	case bytes.HasPrefix(f, messagePrefix):
+	switch typ := frameType(f); {
+	case bytes.Equal(typ, messageFrame):
 		i := bytes.Index(f, textMarker)
 		if i < 0 {
 			return // not a bench message (a bot's, say)
@@ -137,14 +157,16 @@ func (m *member) handle(f []byte, now int64) {
 			return
 		}
 		m.deliver(pub, n, now, sentAt)
-	case bytes.HasPrefix(f, historyPrefix):
+	case bytes.Equal(typ, historyFrame):
 		if !m.isJoined {
 			m.isJoined = true
 			close(m.joined)
 		}
-	case bytes.HasPrefix(f, errorPrefix):
+	case bytes.Equal(typ, errorFrame):
 		m.errorFrames++
-		if bytes.Contains(f, rateLimited) {
+		var sf chat.ServerFrame
+		_ = json.Unmarshal(f, &sf) // a malformed one still counts as an error
+		if sf.Code == chat.CodeRateLimited {
 			m.rateLimited++
 		}
 		if m.firstError == "" {

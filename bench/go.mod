@@ -8,6 +8,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natschat/chat/services/gateway v0.0.0
 	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
 	golang.org/x/sys v0.49.0
 )
 
@@ -40,5 +41,6 @@ replace (
 	github.com/natschat/chat/services/accounts => ../services/accounts
 	github.com/natschat/chat/services/gateway => ../services/gateway
 	github.com/natschat/chat/shared => ../shared
+	github.com/natschat/chat/shared/testkit => ../shared/testkit
 	github.com/natschat/chat/web => ../web
 )

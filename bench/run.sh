@@ -49,6 +49,7 @@ CHAT_DATA_DIR="$tmp/data" \
 	CHAT_NATS_PORT=$nats_port \
 	GATEWAY_ADDR=127.0.0.1:$http_port \
 	GATEWAY_RATE=1000000 GATEWAY_BURST=1000000 \
+	GATEWAY_MAX_CONNS_PER_ADDR=1000000 \
 	GATEWAY_SEND_QUEUE="${GATEWAY_SEND_QUEUE:-256}" \
 	CHAT_LOG_LEVEL=warn GATEWAY_LOG_LEVEL=warn \
 	taskset -c "$server_cpu" "$tmp/allinone" >"$tmp/server.log" 2>&1 &

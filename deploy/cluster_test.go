@@ -19,7 +19,8 @@ import (
 	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // node is one nats-server of the three-node cluster.
@@ -43,11 +44,11 @@ func nodeArgs(conf string, n node, all []node) []string {
 
 // stack is the whole chat as separate processes on loopback.
 type stack struct {
-	t        *testing.T
-	bin, log string
-	nodes    []node
-	servers  []*proc
-	dbURL    string
+	t       *testing.T
+	log     string
+	nodes   []node
+	servers []*testkit.Process
+	dbURL   string
 }
 
 func (s *stack) natsURL(i int) string { return fmt.Sprintf("nats://127.0.0.1:%d", s.nodes[i].client) }
@@ -62,13 +63,13 @@ func (s *stack) startCluster() {
 	}
 	for i := range 3 {
 		s.nodes = append(s.nodes, node{
-			name: fmt.Sprintf("nats-%d", i+1), client: freePort(t), cluster: freePort(t), monitor: freePort(t),
+			name: fmt.Sprintf("nats-%d", i+1), client: testkit.FreePort(t), cluster: testkit.FreePort(t), monitor: testkit.FreePort(t),
 			store: filepath.Join(t.TempDir(), "js"),
 		})
 	}
 	for _, n := range s.nodes {
 		env := append(passwordEnv(), "NATS_SERVER_NAME="+n.name, "NATS_STORE_DIR="+n.store)
-		s.servers = append(s.servers, start(t, s.log, n.name, filepath.Join(s.bin, "nats-server"), env, nodeArgs(conf, n, s.nodes)...))
+		s.servers = append(s.servers, start(t, s.log, n.name, binary(t, "nats-server"), env, nodeArgs(conf, n, s.nodes)...))
 	}
 	for i, n := range s.nodes {
 		waitReady(t, s.servers[i], fmt.Sprintf("http://127.0.0.1:%d/healthz", n.monitor), 60*time.Second)
@@ -79,13 +80,13 @@ func (s *stack) startCluster() {
 func (s *stack) metaLeader() int {
 	t := s.t
 	var leader string
-	waitFor(t, 30*time.Second, "a JetStream meta leader", func() bool {
+	testkit.WaitFor(t, "a JetStream meta leader", func() bool {
 		var jsz struct {
 			Meta struct {
 				Leader string `json:"leader"`
 			} `json:"meta_cluster"`
 		}
-		body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/jsz", s.nodes[0].monitor))
+		body := testkit.GetOK(t, fmt.Sprintf("http://127.0.0.1:%d/jsz", s.nodes[0].monitor))
 		if err := json.Unmarshal([]byte(body), &jsz); err != nil {
 			t.Fatalf("jsz: %v", err)
 		}
@@ -103,19 +104,19 @@ func (s *stack) metaLeader() int {
 
 // startService runs one service binary as its own NATS user, connected to
 // node, with its HTTP (gateway) or admin server on a fresh port.
-func (s *stack) startService(svc service, id string, nodeIndex int, extra ...string) (*proc, string) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(s.t))
+func (s *stack) startService(svc service, id string, nodeIndex int, extra ...string) (*testkit.Process, string) {
+	addr := testkit.FreeAddr(s.t)
 	p := svc.prefix
 	env := []string{
 		p + "_NATS_URL=" + s.natsURL(nodeIndex),
 		p + "_NATS_USER=" + svc.user,
 		p + "_NATS_PASSWORD=" + password(svc.user),
-		p + "_REPLICAS=3",
+		"STREAM_REPLICAS=3",
 		p + "_LOG_FORMAT=json",
 		svc.httpAddr + "=" + addr,
 	}
 	env = append(env, extra...)
-	proc := start(s.t, s.log, id, filepath.Join(s.bin, svc.name), env)
+	proc := start(s.t, s.log, id, binary(s.t, svc.name), env)
 	return proc, addr
 }
 
@@ -251,7 +252,7 @@ func watchKeys(t *testing.T, kv jetstream.KeyValue) *keyWatcher {
 // waitFor waits until key is live (or gone, with live false).
 func (w *keyWatcher) waitFor(key string, live bool) {
 	w.t.Helper()
-	waitFor(w.t, 15*time.Second, fmt.Sprintf("key %s live=%v", key, live), func() bool {
+	testkit.WaitFor(w.t, fmt.Sprintf("key %s live=%v", key, live), func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return w.live[key] == live
@@ -271,7 +272,10 @@ func TestCluster(t *testing.T) {
 	dbURL := pgtest.Postgres(t).URL
 	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL)))
 	t.Cleanup(func() { db.Close() })
-	s := &stack{t: t, bin: binaries(t), log: t.TempDir(), dbURL: dbURL}
+	for _, name := range []string{"nats-server", "gateway", "history", "bot", "sms-worker"} {
+		binary(t, name) // built before the clock starts
+	}
+	s := &stack{t: t, log: t.TempDir(), dbURL: dbURL}
 	if dir := os.Getenv("DEPLOY_TEST_LOGS"); dir != "" {
 		s.log = dir // keep the process logs
 	}
@@ -292,7 +296,7 @@ func TestCluster(t *testing.T) {
 	gw1, gw1Addr := s.startService(gw, "gateway-1", doomed, "GATEWAY_ID=gw1")
 	gw2, gw2Addr := s.startService(gw, "gateway-2", other, "GATEWAY_ID=gw2")
 	type admin struct {
-		p    *proc
+		p    *testkit.Process
 		addr string
 	}
 	var admins []admin
@@ -366,16 +370,16 @@ func TestCluster(t *testing.T) {
 	sendSMS := func(c *chatClient, to, id string) {
 		c.command("/sms "+to, id, func() bool { return c.hasNotice(id) })
 	}
-	everyoneSees := func(what string, n int, match func(frame) bool) {
+	everyoneSees := func(what string, n int, match func(chat.Message) bool) {
 		t.Helper()
 		for _, c := range clients {
-			deadline := time.Now().Add(45 * time.Second)
-			for c.count(match) < n {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s saw %d %s, want %d; seqs seen %v; stored %v", c.user, c.count(match), what, n, c.seqs(), storedSeqs(t, db, room))
+			testkit.WaitForState(t, time.Minute, fmt.Sprintf("%s to see %d %s", c.user, n, what), func() (bool, string) {
+				got := c.count(match)
+				if got >= n {
+					return true, ""
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return false, fmt.Sprintf("saw %d; seqs seen %v; stored %v", got, c.seqs(), storedSeqs(t, db, room))
+			})
 		}
 	}
 	parallel := func(fs ...func()) {
@@ -394,7 +398,7 @@ func TestCluster(t *testing.T) {
 	)
 	nows += 2
 	smses = append(smses, "carol", "dave")
-	everyoneSees("user messages", 20, func(m frame) bool { return m.Kind == "user" })
+	everyoneSees("user messages", 20, func(m chat.Message) bool { return m.Kind == "user" })
 	everyoneSees("SMS confirmations", 2, textHas("An SMS has been sent to"))
 	carolPhone := auth.register("carol")
 	carolLaptop := auth.login("carol")
@@ -412,7 +416,7 @@ func TestCluster(t *testing.T) {
 	parallel(
 		func() {
 			say(alice, 5, "b")
-			s.servers[doomed].kill(t)
+			kill(t, s.servers[doomed])
 			close(killed)
 			say(alice, 10, "c")
 			askTime(alice, "alice-now-2")
@@ -428,7 +432,7 @@ func TestCluster(t *testing.T) {
 	)
 	nows += 2
 	smses = append(smses, "erin", "frank")
-	everyoneSees("user messages", 50, func(m frame) bool { return m.Kind == "user" })
+	everyoneSees("user messages", 50, func(m chat.Message) bool { return m.Kind == "user" })
 	everyoneSees("SMS confirmations", 4, textHas("An SMS has been sent to"))
 	// Sessions made before the node died still work; a logout reaches
 	// the watching gateway.
@@ -457,7 +461,7 @@ func TestCluster(t *testing.T) {
 		{admins[6].addr, "chat_accounts_requests_total"},
 		{admins[7].addr, "chat_accounts_kv_sync_errors_total"},
 	} {
-		if body := httpGet(t, "http://"+m.addr+"/metrics"); !strings.Contains(body, m.want) {
+		if body := testkit.GetOK(t, "http://"+m.addr+"/metrics"); !strings.Contains(body, m.want) {
 			t.Errorf("%s/metrics lacks %s", m.addr, m.want)
 		}
 	}
@@ -481,10 +485,10 @@ func TestCluster(t *testing.T) {
 	// 3. A gateway dies: its clients resume on the other one with ?since=
 	// and get what was said meanwhile, without a gap or a duplicate.
 	phase = time.Now()
-	gw1.kill(t)
+	kill(t, gw1)
 	select {
 	case <-alice.connClosed():
-	case <-time.After(10 * time.Second):
+	case <-time.After(testkit.Deadline):
 		t.Fatal("alice's WebSocket still open after her gateway was killed")
 	}
 	say(bob, 5, "d")
@@ -494,14 +498,15 @@ func TestCluster(t *testing.T) {
 		func() { say(bob, 2, "e") },
 	)
 	nows++
-	everyoneSees("user messages", 60, func(m frame) bool { return m.Kind == "user" })
+	everyoneSees("user messages", 60, func(m chat.Message) bool { return m.Kind == "user" })
 	everyoneSees("time answers", nows, textHas("asked for the time"))
 	t.Logf("alice resumed on gateway-2: %v", time.Since(phase).Round(time.Millisecond))
 
 	// Everything is stored exactly once, and the clients saw exactly that.
 	total := len(wantTexts) + nows + len(smses)
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d rows in messages", total), func() bool {
-		return queryInt(t, db, "SELECT count(*) FROM messages WHERE room = $1", room) >= total
+	testkit.WaitForState(t, time.Minute, fmt.Sprintf("%d rows in messages", total), func() (bool, string) {
+		n := queryInt(t, db, "SELECT count(*) FROM messages WHERE room = $1", room)
+		return n >= total, fmt.Sprintf("%d rows", n)
 	})
 	if n := queryInt(t, db, "SELECT count(*) FROM messages WHERE room = $1", room); n != total {
 		t.Errorf("%d rows stored, want %d", n, total)
@@ -535,7 +540,7 @@ func TestCluster(t *testing.T) {
 	// Each SMS was sent once, by one of the two workers.
 	sent := map[string]int{}
 	for _, a := range admins[4:6] {
-		for _, line := range strings.Split(a.p.logText(), "\n") {
+		for _, line := range a.p.Lines() {
 			if strings.Contains(line, `"msg":"sms sent"`) {
 				for _, to := range smses {
 					if strings.Contains(line, `"to":"`+to+`"`) {
@@ -554,14 +559,14 @@ func TestCluster(t *testing.T) {
 	// Every service ran on its own least-privilege user without a single
 	// refusal (the NATS logs name every permission violation).
 	auth.checkNoViolation()
-	for _, p := range append(append([]*proc{}, s.servers...), gw1, gw2) {
-		if v := violation.FindString(p.logText()); v != "" {
-			t.Errorf("%s logged a permission violation:\n%s", p.name, grepLines(p.logText(), violation))
+	for _, p := range append(append([]*testkit.Process{}, s.servers...), gw1, gw2) {
+		if v := violation.FindString(p.Output()); v != "" {
+			t.Errorf("%s logged a permission violation:\n%s", p.Name, grepLines(p.Output(), violation))
 		}
 	}
 	for _, a := range admins {
-		if v := violation.FindString(a.p.logText()); v != "" {
-			t.Errorf("%s logged a permission violation:\n%s", a.p.name, grepLines(a.p.logText(), violation))
+		if v := violation.FindString(a.p.Output()); v != "" {
+			t.Errorf("%s logged a permission violation:\n%s", a.p.Name, grepLines(a.p.Output(), violation))
 		}
 	}
 
@@ -583,10 +588,10 @@ func TestCluster(t *testing.T) {
 			t.Fatal("the gateway's user published to sms_channel")
 		}
 		impostor, _ := s.startService(service{"bot", "BOT", "gateway", "BOT_ADMIN_ADDR", ""}, "bot-as-gateway", other)
-		waitFor(t, 30*time.Second, "a bot on the gateway's user to be refused", func() bool {
-			return violation.MatchString(impostor.logText())
+		testkit.WaitFor(t, "a bot on the gateway's user to be refused", func() bool {
+			return violation.MatchString(impostor.Output())
 		})
-		impostor.kill(t)
+		kill(t, impostor)
 	})
 
 	t.Logf("whole scenario: %v", time.Since(started).Round(time.Millisecond))
@@ -611,20 +616,16 @@ func storedSeqs(t *testing.T, db *sql.DB, room string) []uint64 {
 	return seqs
 }
 
-// metricSum adds up the value of series over the services at addrs.
+// metricSum adds up the value of series over the services at addrs; a
+// service without the series counts 0.
 func metricSum(t *testing.T, series string, addrs ...string) int {
 	t.Helper()
-	total := 0
+	total := 0.0
 	for _, addr := range addrs {
-		for _, line := range strings.Split(httpGet(t, "http://"+addr+"/metrics"), "\n") {
-			if v, ok := strings.CutPrefix(line, series+" "); ok {
-				var n float64
-				fmt.Sscan(v, &n)
-				total += int(n)
-			}
-		}
+		v, _ := testkit.Metric(t, "http://"+addr+"/metrics", series)
+		total += v
 	}
-	return total
+	return int(total)
 }
 
 func grepLines(s string, re *regexp.Regexp) string {

@@ -120,12 +120,14 @@ func TestCompose(t *testing.T) {
 				"_NATS_URL":      "nats://nats:4222",
 				"_NATS_USER":     svc.user,
 				"_NATS_PASSWORD": env(nats, svc.prefix+"_NATS_PASSWORD"),
-				"_REPLICAS":      "1",
 				"_LOG_FORMAT":    "json",
 			} {
 				if got := env(s, svc.prefix+key); got != want || want == "" {
 					t.Errorf("%s%s = %q, want %q", svc.prefix, key, got, want)
 				}
+			}
+			if got := env(s, "STREAM_REPLICAS"); got != "1" {
+				t.Errorf("STREAM_REPLICAS = %q, want 1", got)
 			}
 			if addr := env(s, svc.httpAddr); addr != ":"+svc.port {
 				t.Errorf("%s = %q, want :%s", svc.httpAddr, addr, svc.port)
@@ -179,7 +181,7 @@ func TestCompose(t *testing.T) {
 // TestComposeEnvOverrides: production passwords and the replica count come
 // from the environment (.env) and reach both nats-server and the services.
 func TestComposeEnvOverrides(t *testing.T) {
-	p := loadCompose(t, "BOT_NATS_PASSWORD=prod-secret", "CHAT_REPLICAS=3", "POSTGRES_PASSWORD=pgsecret")
+	p := loadCompose(t, "BOT_NATS_PASSWORD=prod-secret", "STREAM_REPLICAS=3", "POSTGRES_PASSWORD=pgsecret")
 	if got := env(p.Services["nats"], "BOT_NATS_PASSWORD"); got != "prod-secret" {
 		t.Errorf("nats BOT_NATS_PASSWORD %q, want prod-secret", got)
 	}
@@ -187,8 +189,8 @@ func TestComposeEnvOverrides(t *testing.T) {
 		t.Errorf("bot BOT_NATS_PASSWORD %q, want prod-secret", got)
 	}
 	for _, svc := range services {
-		if got := env(p.Services[svc.name], svc.prefix+"_REPLICAS"); got != "3" {
-			t.Errorf("%s_REPLICAS %q, want 3", svc.prefix, got)
+		if got := env(p.Services[svc.name], "STREAM_REPLICAS"); got != "3" {
+			t.Errorf("%s: STREAM_REPLICAS %q, want 3", svc.name, got)
 		}
 	}
 	if got := env(p.Services["history"], "HISTORY_DATABASE_URL"); !strings.Contains(got, ":pgsecret@") {

@@ -20,6 +20,7 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/jinzhu/inflection v1.0.0 // indirect
+	github.com/kelseyhightower/envconfig v1.4.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mattn/go-shellwords v1.0.12 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
@@ -46,6 +47,12 @@ require (
 	mellium.im/sasl v0.3.2 // indirect
 )
 
-require github.com/natschat/chat/shared v0.0.0
+require (
+	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
+)
 
-replace github.com/natschat/chat/shared => ../shared
+replace (
+	github.com/natschat/chat/shared => ../shared
+	github.com/natschat/chat/shared/testkit => ../shared/testkit
+)

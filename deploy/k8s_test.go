@@ -157,7 +157,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			checks := map[string]any{
 				svc.prefix + "_NATS_USER": svc.user,
-				svc.prefix + "_REPLICAS":  "3",
+				"STREAM_REPLICAS":         "3",
 				svc.httpAddr:              ":" + svc.port,
 			}
 			for name, want := range checks {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natsconn"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // users are the NATS users of auth.conf with the variable holding each
@@ -128,18 +130,7 @@ func startConfigured(t *testing.T) *server.Server {
 	}
 	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", server.RANDOM_PORT, 0
 	opts.StoreDir = filepath.Join(t.TempDir(), "js")
-	opts.NoSigs, opts.NoLog = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatalf("new server: %v", err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		t.Fatal("server not ready within 10s")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.Run(t, opts)
 }
 
 // conn connects as user and collects the server's permission errors.
@@ -173,7 +164,7 @@ func (c *conn) denied(t *testing.T, subject string) bool {
 	if err := c.Flush(); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(testkit.Deadline)
 	for {
 		select {
 		case err := <-c.errs:
@@ -218,6 +209,26 @@ func TestPermissions(t *testing.T) {
 		{"gateway", "$JS.API.STREAM.DELETE.CHAT", false},
 		{"gateway", "$JS.API.STREAM.PURGE.CHAT", false},
 		{"gateway", "$JS.API.STREAM.CREATE.SMS", false},
+		// Stream configuration: only the owner (shared/stream) may update.
+		{"gateway", "$JS.API.STREAM.UPDATE.CHAT", false}, // also how a stream is sealed or rescaled
+		// history's durable consumer is history's alone.
+		{"gateway", "$JS.API.CONSUMER.DELETE.CHAT.history", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT.history", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT.history.chat.room.lobby", false},
+		{"gateway", "$JS.API.CONSUMER.DURABLE.CREATE.CHAT.history", false},
+		{"gateway", "$JS.API.CONSUMER.MSG.NEXT.CHAT.history", false},
+		{"gateway", "$JS.ACK.CHAT.history.1.1.1.1.1.1", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT", false}, // a legacy ephemeral may name itself
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHAT.Xa9fZ.chat.room.lobby", true},
+		{"gateway", "$JS.API.CONSUMER.DELETE.CHAT.Xa9fZ", true},
+		{"gateway", "$JS.API.STREAM.UPDATE.SMS", false},
+		{"gateway", "$JS.API.STREAM.DELETE.SMS", false},
+		{"bot", "$JS.API.STREAM.UPDATE.CHAT", false},
+		{"bot", "$JS.API.STREAM.UPDATE.SMS", false},
+		{"sms-worker", "$JS.API.STREAM.UPDATE.CHAT", false},
+		{"history", "$JS.API.STREAM.UPDATE.SMS", false},
+		{"history", "$JS.API.STREAM.UPDATE.CHAT", true},
+		{"sms-worker", "$JS.API.STREAM.UPDATE.SMS", true},
 		{"gateway", "$KV.sms_sent.x", false},
 		{"bot", "sms_channel", true},
 		{"bot", "chat.room.lobby", true},
@@ -287,7 +298,7 @@ func TestPermissions(t *testing.T) {
 				}
 				return
 			}
-			if _, err := sub.NextMsg(3 * time.Second); err != nil {
+			if _, err := sub.NextMsg(testkit.Deadline); err != nil {
 				t.Fatalf("%s publishing to %s: nothing arrived (%v), want it allowed", p.user, p.subject, err)
 			}
 		})
@@ -353,7 +364,7 @@ func TestPermissions(t *testing.T) {
 			if err := admin.Publish(subject, []byte(`{}`)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := sub.NextMsg(3 * time.Second); err != nil {
+			if _, err := sub.NextMsg(testkit.Deadline); err != nil {
 				t.Fatalf("%s subscribed to %s: nothing arrived (%v), want it allowed", p.user, p.subject, err)
 			}
 		})

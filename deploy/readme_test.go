@@ -53,9 +53,13 @@ func TestReadmeProduction(t *testing.T) {
 			t.Errorf("README does not export %s for nats-server and the services", u.passwordVar)
 		}
 	}
+	// One replica setting for every service, as the cluster test sets it.
+	if !regexp.MustCompile(`(?m)^export STREAM_REPLICAS=3$`).MatchString(readme) {
+		t.Error("README does not export STREAM_REPLICAS=3 for the services")
+	}
 	for _, svc := range services {
-		re := regexp.MustCompile(fmt.Sprintf(`(?m)^%s_NATS_URL=nats://127\.0\.0\.1:422[2-4] %s_NATS_USER=%s %s_REPLICAS=3 %s=127\.0\.0\.1:\d+ .*bin/%s &$`,
-			svc.prefix, svc.prefix, regexp.QuoteMeta(svc.user), svc.prefix, svc.httpAddr, regexp.QuoteMeta(svc.name)))
+		re := regexp.MustCompile(fmt.Sprintf(`(?m)^%s_NATS_URL=nats://127\.0\.0\.1:422[2-4] %s_NATS_USER=%s %s=127\.0\.0\.1:\d+ .*bin/%s &$`,
+			svc.prefix, svc.prefix, regexp.QuoteMeta(svc.user), svc.httpAddr, regexp.QuoteMeta(svc.name)))
 		if !re.MatchString(readme) {
 			t.Errorf("README lacks the %s command line the cluster test runs (%s)", svc.name, re)
 		}

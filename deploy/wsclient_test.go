@@ -10,22 +10,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-)
 
-// frame is any frame the gateway sends (README, "WebSocket protocol").
-type frame struct {
-	Type     string  `json:"type"`
-	Room     string  `json:"room"`
-	Seq      uint64  `json:"seq"`
-	User     string  `json:"user"`
-	Text     string  `json:"text"`
-	Kind     string  `json:"kind"`
-	ClientID string  `json:"client_id"`
-	Messages []frame `json:"messages"`
-	Reset    bool    `json:"reset"`
-	Code     string  `json:"code"`
-	Message  string  `json:"message"`
-}
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/wstest"
+)
 
 // chatClient is a browser stand-in: one WebSocket at a time to a gateway.
 // Like the web page, it dials again by itself when the connection ends
@@ -36,29 +25,29 @@ type chatClient struct {
 	room, user string
 
 	mu       sync.Mutex
-	conn     *websocket.Conn
+	conn     *wstest.Client
 	gateway  string // host:port
 	stopped  bool
-	msgs     []frame // every message, in the order received
+	msgs     []chat.Message // every message, in the order received
 	last     uint64
-	acked    map[string]uint64 // client_id -> seq of the stored message
-	errors   map[string]string // client_id -> code of the last error frame
-	notices  map[string]string // client_id -> notice text
-	problems []string          // a duplicate or out-of-order seq
+	acked    map[string]uint64    // client_id -> seq of the stored message
+	errors   map[string]chat.Code // client_id -> code of the last error frame
+	notices  map[string]string    // client_id -> notice text
+	problems []string             // a duplicate or out-of-order seq
 	resets   int
 	closed   chan struct{} // closed when the current connection ends
 }
 
 func newChatClient(t *testing.T, gateway, room, user string) *chatClient {
 	c := &chatClient{t: t, room: room, user: user,
-		acked: map[string]uint64{}, errors: map[string]string{}, notices: map[string]string{}}
+		acked: map[string]uint64{}, errors: map[string]chat.Code{}, notices: map[string]string{}}
 	c.connect(gateway)
 	t.Cleanup(func() {
 		c.mu.Lock()
 		c.stopped = true
 		conn := c.conn
 		c.mu.Unlock()
-		conn.CloseNow()
+		conn.Conn.CloseNow()
 	})
 	return c
 }
@@ -71,7 +60,7 @@ func (c *chatClient) connect(gateway string) {
 	c.gateway = gateway
 	old := c.conn
 	c.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testkit.Deadline)
 	for {
 		err := c.dial(gateway, old)
 		if err == nil {
@@ -86,29 +75,26 @@ func (c *chatClient) connect(gateway string) {
 
 // dial opens a WebSocket to gateway and makes it the client's connection,
 // unless the connection is no longer old (another dial won).
-func (c *chatClient) dial(gateway string, old *websocket.Conn) error {
+func (c *chatClient) dial(gateway string, old *wstest.Client) error {
 	c.mu.Lock()
 	url := fmt.Sprintf("ws://%s/ws/chat/%s/%s", gateway, c.room, c.user)
 	if c.last > 0 {
 		url += fmt.Sprintf("?since=%d", c.last)
 	}
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, url, nil)
+	conn, err := wstest.DialHeader(c.t, url, nil)
 	if err != nil {
 		return err
 	}
-	conn.SetReadLimit(1 << 20)
 	closed := make(chan struct{})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn != old || c.stopped {
-		conn.CloseNow()
+		conn.Conn.CloseNow()
 		return nil
 	}
 	if old != nil {
-		old.CloseNow()
+		old.Conn.CloseNow()
 	}
 	c.conn, c.gateway, c.closed = conn, gateway, closed
 	go c.read(conn, closed)
@@ -117,7 +103,7 @@ func (c *chatClient) dial(gateway string, old *websocket.Conn) error {
 
 // redial reconnects after conn ended, to the client's gateway, until it
 // succeeds or the test moves the client elsewhere.
-func (c *chatClient) redial(conn *websocket.Conn) {
+func (c *chatClient) redial(conn *wstest.Client) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		time.Sleep(wait)
 		c.mu.Lock()
@@ -129,23 +115,18 @@ func (c *chatClient) redial(conn *websocket.Conn) {
 	}
 }
 
-func (c *chatClient) read(conn *websocket.Conn, closed chan struct{}) {
+func (c *chatClient) read(conn *wstest.Client, closed chan struct{}) {
 	defer func() {
 		close(closed)
 		go c.redial(conn)
 	}()
-	for {
-		_, data, err := conn.Read(context.Background())
+	for f, err := range conn.Frames() {
 		if err != nil {
-			return
-		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			c.problem("bad frame %q: %v", data, err)
+			c.problem("%v", err)
 			continue
 		}
 		switch f.Type {
-		case "history":
+		case chat.FrameHistory:
 			if f.Reset {
 				c.mu.Lock()
 				c.resets++
@@ -154,13 +135,13 @@ func (c *chatClient) read(conn *websocket.Conn, closed chan struct{}) {
 			for _, m := range f.Messages {
 				c.add(m)
 			}
-		case "message":
-			c.add(f)
-		case "error":
+		case chat.FrameMessage:
+			c.add(f.Message)
+		case chat.FrameError:
 			c.mu.Lock()
 			c.errors[f.ClientID] = f.Code
 			c.mu.Unlock()
-		case "notice":
+		case chat.FrameNotice:
 			c.mu.Lock()
 			c.notices[f.ClientID] = f.Text
 			c.mu.Unlock()
@@ -168,7 +149,7 @@ func (c *chatClient) read(conn *websocket.Conn, closed chan struct{}) {
 	}
 }
 
-func (c *chatClient) add(m frame) {
+func (c *chatClient) add(m chat.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m.Seq <= c.last {
@@ -193,10 +174,10 @@ func (c *chatClient) write(text, clientID string) {
 	conn := c.conn
 	delete(c.errors, clientID)
 	c.mu.Unlock()
-	data, _ := json.Marshal(map[string]string{"type": "message", "text": text, "client_id": clientID})
+	data, _ := json.Marshal(chat.ClientFrame{Type: chat.FrameMessage, Text: text, ClientID: clientID})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = conn.Write(ctx, websocket.MessageText, data) // a lost write is resent
+	_ = conn.Conn.Write(ctx, websocket.MessageText, data) // a lost write is resent
 }
 
 // deliver sends text with clientID until done reports it went through, as
@@ -246,7 +227,7 @@ func (c *chatClient) command(text, clientID string, seen func() bool) {
 }
 
 // count is how many received messages satisfy match.
-func (c *chatClient) count(match func(frame) bool) int {
+func (c *chatClient) count(match func(chat.Message) bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -286,6 +267,6 @@ func (c *chatClient) connClosed() <-chan struct{} {
 	return c.closed
 }
 
-func textHas(sub string) func(frame) bool {
-	return func(m frame) bool { return strings.Contains(m.Text, sub) }
+func textHas(sub string) func(chat.Message) bool {
+	return func(m chat.Message) bool { return strings.Contains(m.Text, sub) }
 }

@@ -28,7 +28,11 @@ import (
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
+	"github.com/natschat/chat/shared/stream"
 )
+
+// Prefix is the prefix of the accounts service's variables.
+const Prefix = "ACCOUNTS"
 
 // Config is the accounts service's configuration, read from ACCOUNTS_*
 // environment variables (see config.Load). NATS_*, LOG_* and DATABASE_URL
@@ -36,6 +40,7 @@ import (
 type Config struct {
 	natsconn.Config
 	config.Log
+	stream.Settings // the replicas of the sessions, accounts and mutes buckets
 
 	DatabaseURL       string        `envconfig:"DATABASE_URL" desc:"postgres:// or postgresql:// URL; empty: SQLite file at ACCOUNTS_SQLITE_PATH"`
 	SQLitePath        string        `envconfig:"SQLITE_PATH" default:"data/accounts.db" desc:"SQLite database file, used when no DATABASE_URL is set (directory is created)"`
@@ -52,7 +57,6 @@ type Config struct {
 	LimitWindow       time.Duration `split_words:"true" default:"10m" desc:"the fixed window of the limits above; a refusal says when it ends (retry_after)"`
 	MuteMax           time.Duration `split_words:"true" default:"720h" desc:"longest mute an admin may set"`
 
-	Replicas        int           `default:"1" desc:"JetStream replicas of the sessions, accounts and mutes buckets (3 on a cluster)"`
 	Workers         int           `default:"8" desc:"requests handled at once (each sign-in hashes with 19 MiB); more wait up to 2s, then are answered unavailable"`
 	RequestTimeout  time.Duration `split_words:"true" default:"10s" desc:"time limit of one request's database and bucket work"`
 	SweepInterval   time.Duration `split_words:"true" default:"1m" desc:"how often expired sessions and mutes are deleted (gateways check expiry themselves)"`
@@ -61,41 +65,45 @@ type Config struct {
 	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"time allowed for answering the requests in flight on shutdown"`
 }
 
-func (cfg *Config) validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
+	for _, name := range adminNames(cfg.Admins) {
+		c.Check(chat.ValidateName("user", name) == nil && !chat.IsReserved(name), "ADMINS", "%q is not a name that can be registered", name)
+	}
+	c.Check(cfg.SessionTTL >= time.Second, "SESSION_TTL", "must be 1s or more (got %v)", cfg.SessionTTL)
+	c.Check(cfg.LoginNameLimit >= 1, "LOGIN_NAME_LIMIT", "must be at least 1 (got %d)", cfg.LoginNameLimit)
+	c.Check(cfg.LoginAddrLimit >= 1, "LOGIN_ADDR_LIMIT", "must be at least 1 (got %d)", cfg.LoginAddrLimit)
+	c.Check(cfg.RegisterAddrLimit >= 1, "REGISTER_ADDR_LIMIT", "must be at least 1 (got %d)", cfg.RegisterAddrLimit)
+	c.Check(cfg.LimitWindow >= time.Second, "LIMIT_WINDOW", "must be 1s or more (got %v)", cfg.LimitWindow)
+	c.Check(cfg.MuteMax >= time.Second, "MUTE_MAX", "must be 1s or more (got %v)", cfg.MuteMax)
+	c.Check(cfg.Workers >= 1, "WORKERS", "must be at least 1 (got %d)", cfg.Workers)
+	c.Check(cfg.RequestTimeout > 0, "REQUEST_TIMEOUT", "must be more than 0 (got %v)", cfg.RequestTimeout)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	c.Check(cfg.SweepInterval > 0, "SWEEP_INTERVAL", "must be more than 0 (got %v)", cfg.SweepInterval)
+	c.Check(cfg.SyncInterval > 0, "SYNC_INTERVAL", "must be more than 0 (got %v)", cfg.SyncInterval)
+	return c.Err()
+}
+
+// adminNames is ACCOUNTS_ADMINS without blanks.
+func adminNames(list []string) []string {
+	var names []string
+	for _, name := range list {
+		if name = strings.TrimSpace(name); name != "" {
+			names = append(names, name)
 		}
 	}
-	var admins []string
-	for _, name := range cfg.Admins {
-		name = strings.TrimSpace(name)
-		if name == "" {
-			continue
-		}
-		check(chat.ValidateName("user", name) == nil && !chat.IsReserved(name), "ACCOUNTS_ADMINS: %q is not a name that can be registered", name)
-		admins = append(admins, name)
-	}
-	cfg.Admins = admins
-	check(cfg.SessionTTL >= time.Second, "ACCOUNTS_SESSION_TTL is %v, want 1s or more", cfg.SessionTTL)
-	check(cfg.LoginNameLimit >= 1 && cfg.LoginAddrLimit >= 1 && cfg.RegisterAddrLimit >= 1, "the ACCOUNTS_*_LIMIT values must be 1 or more")
-	check(cfg.LimitWindow >= time.Second, "ACCOUNTS_LIMIT_WINDOW is %v, want 1s or more", cfg.LimitWindow)
-	check(cfg.MuteMax >= time.Second, "ACCOUNTS_MUTE_MAX is %v, want 1s or more", cfg.MuteMax)
-	check(cfg.Replicas >= 1, "ACCOUNTS_REPLICAS is %d, want 1 or more", cfg.Replicas)
-	check(cfg.Workers >= 1, "ACCOUNTS_WORKERS is %d, want 1 or more", cfg.Workers)
-	check(cfg.RequestTimeout > 0 && cfg.ShutdownTimeout > 0, "request and shutdown timeouts must be positive")
-	check(cfg.SweepInterval > 0 && cfg.SyncInterval > 0, "sweep and sync intervals must be positive")
-	return errors.Join(errs...)
+	return names
 }
 
 // Run serves the auth.* subjects until ctx is cancelled, then answers the
 // requests it already received, drains the connection and closes the
 // database. It returns an error if the service cannot start.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("accounts config: %w", err)
-	}
+	cfg.Admins = adminNames(cfg.Admins)
 	var ready atomic.Bool
 	nc, err := natsconn.Connect(cfg.Config, "accounts", log)
 	if err != nil {
@@ -130,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	var proj *projection
 	if err := natsconn.Retry(ctx, log, "ensure buckets", func(ctx context.Context) (err error) {
-		proj, err = newProjection(ctx, st, js, bucketConfigs(cfg.Replicas, cfg.SessionTTL), time.Now, log, m)
+		proj, err = newProjection(ctx, st, js, bucketConfigs(cfg.Settings.Replicas, cfg.SessionTTL), time.Now, log, m)
 		return err
 	}); err != nil {
 		if ctx.Err() != nil {

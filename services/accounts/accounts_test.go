@@ -13,7 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 const (
@@ -236,7 +237,7 @@ func TestRateLimitWindowEnds(t *testing.T) {
 	if r.RetryAfter < 1 || r.RetryAfter > 2 {
 		t.Errorf("retry_after %d, want 1 or 2 seconds", r.RetryAfter)
 	}
-	waitFor(t, 20*time.Second, "the window to end", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the window to end", func() (bool, string) {
 		r := ask(t, nc, chat.AuthLogin, chat.Credentials{Name: "alice", Password: alicePassword})
 		return r.OK, fmt.Sprintf("%+v", r)
 	})
@@ -376,7 +377,7 @@ func TestTwoInstances(t *testing.T) {
 	cfg := testConfig(t, s)
 	postgresBackend.setup(t, &cfg)
 	one, two := cfg, cfg
-	one.AdminAddr, two.AdminAddr = freeAddr(t), freeAddr(t)
+	one.AdminAddr, two.AdminAddr = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	startAccounts(t, one, nc)
 	startAccounts(t, two, nc)
 	answered := func() float64 {
@@ -466,24 +467,36 @@ func TestAdmins(t *testing.T) {
 
 func TestBadConfig(t *testing.T) {
 	s := natstest.Start(t)
-	for name, change := range map[string]func(*Config){
-		"reserved admin":  func(c *Config) { c.Admins = []string{"alice", "Bot"} },
-		"bad admin":       func(c *Config) { c.Admins = []string{"a.b"} },
-		"short session":   func(c *Config) { c.SessionTTL = time.Millisecond },
-		"no limit":        func(c *Config) { c.LoginNameLimit = 0 },
-		"no workers":      func(c *Config) { c.Workers = 0 },
-		"unknown db kind": func(c *Config) { c.DatabaseURL = "mysql://x" },
+	if err := testConfig(t, s).Validate(); err != nil {
+		t.Fatalf("the test configuration is refused: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		change func(*Config)
+		names  string // the variable the error names
+	}{
+		"reserved admin": {func(c *Config) { c.Admins = []string{"alice", "Bot"} }, "ACCOUNTS_ADMINS"},
+		"bad admin":      {func(c *Config) { c.Admins = []string{"a.b"} }, "ACCOUNTS_ADMINS"},
+		"short session":  {func(c *Config) { c.SessionTTL = time.Millisecond }, "ACCOUNTS_SESSION_TTL"},
+		"no limit":       {func(c *Config) { c.LoginNameLimit = 0 }, "ACCOUNTS_LOGIN_NAME_LIMIT"},
+		"no workers":     {func(c *Config) { c.Workers = 0 }, "ACCOUNTS_WORKERS"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t, s)
-			change(&cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if err := Run(ctx, cfg, testLogger(t)); err == nil {
-				t.Error("Run accepted the configuration")
+			tc.change(&cfg)
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.names) {
+				t.Errorf("Validate() = %v, want an error naming %s", err, tc.names)
 			}
 		})
 	}
+	t.Run("unknown db kind", func(t *testing.T) {
+		cfg := testConfig(t, s)
+		cfg.DatabaseURL = "mysql://x"
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := Run(ctx, cfg, testkit.Logger(t)); err == nil {
+			t.Error("Run accepted a mysql:// database")
+		}
+	})
 }
 
 // TestMute: an admin mutes a user in a room for a while; the mute is in the
@@ -596,7 +609,7 @@ func TestReconcileRepairsBuckets(t *testing.T) {
 	if err := js.DeleteKeyValue(ctx, chat.AccountsBucket); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the accounts bucket back with alice", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the accounts bucket back with alice", func() (bool, string) {
 		kv, err := js.KeyValue(ctx, chat.AccountsBucket)
 		if err != nil {
 			return false, err.Error()

@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,8 +19,9 @@ import (
 
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
-	"github.com/natschat/chat/shared/natstest"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // backend is a database a test runs the service against; setup points cfg
@@ -57,21 +55,6 @@ func testConfig(t *testing.T, s *server.Server) Config {
 	return cfg
 }
 
-// testLogger collects the service's log and prints it only if the test
-// fails (or ACCOUNTS_TEST_LOG is set), so passing runs stay quiet.
-func testLogger(t *testing.T) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if t.Failed() || os.Getenv("ACCOUNTS_TEST_LOG") != "" {
-			t.Logf("service log:\n%s", buf.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 type lockedWriter struct {
 	mu  *sync.Mutex
 	buf *bytes.Buffer
@@ -89,7 +72,7 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	log := testLogger(t) // its cleanup runs after the service has stopped
+	log := testkit.Logger(t) // its cleanup runs after the service has stopped
 	go func() { errc <- Run(ctx, cfg, log) }()
 	stop = sync.OnceFunc(func() {
 		cancel()
@@ -103,7 +86,7 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 		}
 	})
 	t.Cleanup(stop)
-	waitFor(t, 20*time.Second, "the accounts service answers", func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, "the accounts service answers", func() (bool, string) {
 		select {
 		case err := <-errc:
 			t.Fatalf("Run returned early: %v", err)
@@ -127,23 +110,6 @@ func startAccounts(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 		return r.Code == chat.CodeUnauthorized, fmt.Sprintf("%+v", r)
 	})
 	return stop
-}
-
-// waitFor polls cond until it holds or the timeout passes; cond explains
-// itself for the failure message.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // request sends req (JSON, or raw bytes) to subject and decodes the reply.
@@ -255,7 +221,7 @@ func watch(t *testing.T, nc *nats.Conn, bucket string) *watcher {
 		}
 	}()
 	t.Cleanup(func() { kw.Stop(); <-done })
-	waitFor(t, 10*time.Second, bucket+" watcher has the current values", func() (bool, string) {
+	testkit.WaitForState(t, 10*time.Second, bucket+" watcher has the current values", func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return w.synced, ""
@@ -267,7 +233,7 @@ func watch(t *testing.T, nc *nats.Conn, bucket string) *watcher {
 func (w *watcher) waitValue(key string, v any) {
 	w.t.Helper()
 	var data []byte
-	waitFor(w.t, 10*time.Second, "key "+key, func() (bool, string) {
+	testkit.WaitForState(w.t, 10*time.Second, "key "+key, func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		data = w.values[key]
@@ -281,7 +247,7 @@ func (w *watcher) waitValue(key string, v any) {
 // waitDeleted waits until the watcher saw key deleted.
 func (w *watcher) waitDeleted(key string) {
 	w.t.Helper()
-	waitFor(w.t, 10*time.Second, "key "+key+" deleted", func() (bool, string) {
+	testkit.WaitForState(w.t, 10*time.Second, "key "+key+" deleted", func() (bool, string) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		_, live := w.values[key]
@@ -304,17 +270,6 @@ func (w *watcher) saw(event string) bool {
 		}
 	}
 	return false
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // metric is the sum of the series with name and labels (a substring of
@@ -347,5 +302,5 @@ func metric(t *testing.T, addr, name, labels string) float64 {
 // start another over the same data.
 func startNATS(t *testing.T, dir string) *server.Server {
 	t.Helper()
-	return natstest.StartDir(t, dir)
+	return natstest.StartWith(t, natstest.Options{StoreDir: dir})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/testkit"
 )
 
 // TestAccountsServed: the all-in-one runs the accounts service, with its
@@ -22,7 +23,7 @@ func TestAccountsServed(t *testing.T) {
 	}
 	defer nc.Close()
 	var r chat.AuthReply
-	waitUntil(t, 20*time.Second, "accounts answering", func() bool {
+	testkit.WaitFor(t, "accounts answering", func() bool {
 		m, err := nc.Request(chat.AuthRegister, []byte(`{"name":"alice","password":"correct horse"}`), 5*time.Second)
 		return err == nil && json.Unmarshal(m.Data, &r) == nil && r.Code != chat.CodeUnavailable
 	})

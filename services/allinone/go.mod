@@ -2,9 +2,15 @@ module github.com/natschat/chat/services/allinone
 
 go 1.26.0
 
-require github.com/natschat/chat/shared v0.0.0
+require (
+	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
+)
 
-replace github.com/natschat/chat/shared => ../../shared
+replace (
+	github.com/natschat/chat/shared => ../../shared
+	github.com/natschat/chat/shared/testkit => ../../shared/testkit
+)
 
 require (
 	github.com/chromedp/cdproto v0.0.0-20260714215040-dc233986426f
@@ -57,7 +63,7 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
-	github.com/coder/websocket v1.8.15
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/klauspost/compress v1.20.3 // indirect

@@ -46,6 +46,7 @@ func landingError(text string) string {
 // the name in the header, sign out, then on a second page open the room URL
 // of the name and sign in there.
 func TestBrowserSignUpSignOutSignIn(t *testing.T) {
+	t.Parallel()
 	bs := startBrowserStack(t)
 	b := startBrowser(t)
 	first := b.tab()
@@ -83,6 +84,7 @@ func TestBrowserSignUpSignOutSignIn(t *testing.T) {
 // session, cannot use the registered name; it can chat as a guest, and the
 // guest is shown as one.
 func TestBrowserRegisteredNameNeedsSession(t *testing.T) {
+	t.Parallel()
 	bs := startBrowserStack(t)
 	b, other := startBrowser(t), startBrowser(t)
 	bob := b.tab()
@@ -108,6 +110,7 @@ func TestBrowserRegisteredNameNeedsSession(t *testing.T) {
 // TestBrowserSessionEndedKeepsDraft: a session that ends (here from another
 // tab) asks to sign in again; what was typed survives, even a reload.
 func TestBrowserSessionEndedKeepsDraft(t *testing.T) {
+	t.Parallel()
 	bs := startBrowserStack(t)
 	b := startBrowser(t)
 	tab := b.tab()
@@ -129,6 +132,7 @@ func TestBrowserSessionEndedKeepsDraft(t *testing.T) {
 // TestBrowserSignInErrors: the landing page says what went wrong: a taken
 // name, a wrong password, too many tries.
 func TestBrowserSignInErrors(t *testing.T) {
+	t.Parallel()
 	bs := startBrowserStack(t)
 	b := startBrowser(t)
 	tab := b.tab()

@@ -8,10 +8,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
@@ -21,7 +21,11 @@ import (
 	"github.com/natschat/chat/services/history"
 	"github.com/natschat/chat/services/smsworker"
 	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/service"
 )
+
+// prefix is the prefix of the all-in-one's own variables.
+const prefix = "CHAT"
 
 // Config is the all-in-one's own configuration (CHAT_*). Each service also
 // reads its usual variables (GATEWAY_*, HISTORY_*, BOT_*, SMSWORKER_*,
@@ -35,6 +39,16 @@ type Config struct {
 	DataDir  string `split_words:"true" default:"data" desc:"directory of the embedded server's JetStream data and of the SQLite file"`
 }
 
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(prefix)
+	cfg.Log.Check(c)
+	c.Check(cfg.NATSHost != "", "NATS_HOST", "must not be empty")
+	c.Check(cfg.NATSPort >= 1 && cfg.NATSPort <= 65535, "NATS_PORT", "must be a port from 1 to 65535 (got %d)", cfg.NATSPort)
+	c.Check(cfg.DataDir != "", "DATA_DIR", "must not be empty")
+	return c.Err()
+}
+
 type configs struct {
 	chat      Config
 	gateway   gateway.Config
@@ -44,51 +58,42 @@ type configs struct {
 	accounts  accounts.Config
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "allinone:", err)
-		os.Exit(1)
+// program is the all-in-one for the service skeleton: one -h listing every
+// prefix, every configuration loaded and validated before anything starts,
+// the logger from CHAT_LOG_*.
+func program() service.Program {
+	c := new(configs)
+	return service.Program{
+		Name:  "allinone",
+		About: helpText,
+		Configs: []service.Env{
+			{Prefix: prefix, Config: &c.chat},
+			{Prefix: gateway.Prefix, Config: &c.gateway},
+			{Prefix: history.Prefix, Config: &c.history},
+			{Prefix: bot.Prefix, Config: &c.bot},
+			{Prefix: smsworker.Prefix, Config: &c.smsworker},
+			{Prefix: accounts.Prefix, Config: &c.accounts},
+		},
+		Run: func(ctx context.Context, log *slog.Logger) error { return runAll(ctx, c, log) },
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c configs
-	specs := []struct {
-		prefix string
-		spec   any
-	}{
-		{"CHAT", &c.chat},
-		{"GATEWAY", &c.gateway},
-		{"HISTORY", &c.history},
-		{"BOT", &c.bot},
-		{"SMSWORKER", &c.smsworker},
-		{"ACCOUNTS", &c.accounts},
-	}
-	if len(args) > 0 {
-		if args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
-			return fmt.Errorf("unexpected argument %q: configuration comes from environment variables, see -h", args[0])
-		}
-		fmt.Fprint(stdout, helpText)
-		for _, s := range specs {
-			fmt.Fprintf(stdout, "\n%s_* variables:\n", s.prefix)
-			if err := config.Table(s.prefix, s.spec, stdout); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for _, s := range specs {
-		if err := config.Load(s.prefix, s.spec, nil, stdout); err != nil {
-			return err
-		}
-	}
-	log, err := c.chat.Log.Logger(stderr)
-	if err != nil {
-		return err
-	}
+func main() { program().Main() }
 
+// run is main without the process, for tests.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return program().Exec(ctx, args, stdout, stderr)
+}
+
+func runAll(ctx context.Context, c *configs, log *slog.Logger) error {
+	// The HTTP port first: a taken port is then the one thing said, not a
+	// line lost among the start-up logs of the embedded server and four
+	// services.
+	ln, err := net.Listen("tcp", c.gateway.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: cannot listen on %s (is another chat running? set GATEWAY_ADDR, e.g. GATEWAY_ADDR=127.0.0.1:8081): %w", c.gateway.Addr, err)
+	}
+	defer ln.Close() // closed by the gateway too; this is for an early return
 	url := c.chat.NATSURL
 	if url == "" {
 		if err := os.MkdirAll(c.chat.DataDir, 0o755); err != nil {
@@ -115,7 +120,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return named("gateway", gateway.Run(gctx, c.gateway, log.With("service", "gateway"))) })
+	g.Go(func() error {
+		return named("gateway", gateway.RunListener(gctx, c.gateway, ln, log.With("service", "gateway")))
+	})
 	g.Go(func() error { return named("history", history.Run(gctx, c.history, log.With("service", "history"))) })
 	g.Go(func() error { return named("bot", bot.Run(gctx, c.bot, log.With("service", "bot"))) })
 	g.Go(func() error {

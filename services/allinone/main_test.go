@@ -1,21 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+
+	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 // stack is a running all-in-one on free ports with its data in a temp dir.
@@ -26,58 +25,43 @@ type stack struct {
 
 func startStack(t *testing.T) stack {
 	t.Helper()
-	natsPort := freePort(t)
-	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	natsPort := testkit.FreePort(t)
+	httpAddr := testkit.FreeAddr(t)
 	t.Setenv("CHAT_NATS_PORT", strconv.Itoa(natsPort))
 	t.Setenv("CHAT_DATA_DIR", t.TempDir())
 	t.Setenv("GATEWAY_ADDR", httpAddr)
 	t.Setenv("LOG_FORMAT", "json")
 	t.Setenv("LOG_LEVEL", "warn")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs syncBuffer
-	go func() { done <- run(ctx, nil, &logs, &logs) }()
+	var logs testkit.Buffer
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("allinone: %v\n%s", err, logs.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("allinone did not stop within 20s")
+		if t.Failed() {
+			t.Logf("allinone log:\n%s", logs.String())
 		}
 	})
+	testkit.Start(t, "allinone", func(ctx context.Context) error { return run(ctx, nil, &logs, &logs) })
 	s := stack{http: "http://" + httpAddr, nats: "nats://127.0.0.1:" + strconv.Itoa(natsPort)}
-	waitUntil(t, 20*time.Second, "gateway ready", func() bool {
-		res, err := http.Get(s.http + "/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
+	testkit.WaitReady(t, s.http)
 	nc, err := nats.Connect(s.nats)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	waitUntil(t, 20*time.Second, "bot answering", func() bool {
-		_, err := nc.Request("bot.cmd", []byte(`{"room":"x","user":"probe","text":"/help"}`), time.Second)
-		return err == nil
-	})
+	waitBot(t, nc)
 	return s
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
+// waitBot waits until a bot answers on bot.cmd.
+func waitBot(t *testing.T, nc *nats.Conn) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "bot answering", func() bool {
+		_, err := nc.Request(chat.BotCmd, []byte(`{"room":"x","user":"probe","text":"/help"}`), time.Second)
+		return err == nil
+	})
+}
+
+// isMessage matches a message frame by its text.
+func isMessage(text string) func(chat.ServerFrame) bool {
+	return func(f chat.ServerFrame) bool { return f.Type == chat.FrameMessage && f.Text == text }
 }
 
 func TestServesTheChat(t *testing.T) {
@@ -92,46 +76,46 @@ func TestServesTheChat(t *testing.T) {
 			t.Errorf("GET %s: %d", path, res.StatusCode)
 		}
 	}
-	ws := dialWS(t, s, "/ws/chat/lobby/alice")
-	ws.expect(t, func(f frame) bool { return f.Type == "history" })
-	ws.send(t, `{"type":"message","text":"hello from the test","client_id":"c1"}`)
-	ws.expect(t, func(f frame) bool {
-		return f.Type == "message" && f.Text == "hello from the test" && f.ClientID == "c1"
-	})
+	ws := wstest.Dial(t, s.http+"/ws/chat/lobby/alice")
+	ws.Next(chat.FrameHistory)
+	ws.Say("hello from the test", "c1")
+	if f := ws.NextMatch("the message back", isMessage("hello from the test")); f.ClientID != "c1" {
+		t.Errorf("got %+v, want client_id c1", f)
+	}
 }
 
 func TestBotAndWorker(t *testing.T) {
 	s := startStack(t)
-	alice := dialWS(t, s, "/ws/chat/lobby/alice")
-	bob := dialWS(t, s, "/ws/chat/lobby/bob")
-	alice.expect(t, func(f frame) bool { return f.Type == "history" })
-	bob.expect(t, func(f frame) bool { return f.Type == "history" })
-	alice.send(t, `{"type":"message","text":"/sms bob","client_id":"c1"}`)
-	alice.expect(t, func(f frame) bool { return f.Type == "notice" && f.Text == "SMS to bob queued" })
-	bob.expect(t, func(f frame) bool {
-		return f.Type == "message" && f.Kind == "bot" && strings.Contains(f.Text, "An SMS has been sent to bob")
+	alice := wstest.Dial(t, s.http+"/ws/chat/lobby/alice")
+	bob := wstest.Dial(t, s.http+"/ws/chat/lobby/bob")
+	alice.Next(chat.FrameHistory)
+	bob.Next(chat.FrameHistory)
+	alice.Say("/sms bob", "c1")
+	alice.NextMatch("the private notice", func(f chat.ServerFrame) bool {
+		return f.Type == chat.FrameNotice && f.Text == "SMS to bob queued"
 	})
-	alice.send(t, `{"type":"message","text":"/now","client_id":"c2"}`)
-	bob.expect(t, func(f frame) bool { return f.Type == "message" && strings.Contains(f.Text, "alice asked for the time") })
+	bob.NextMatch("the SMS confirmation", func(f chat.ServerFrame) bool {
+		return f.Type == chat.FrameMessage && f.Kind == chat.KindBot && strings.Contains(f.Text, "An SMS has been sent to bob")
+	})
+	alice.Say("/now", "c2")
+	bob.NextMatch("the time", func(f chat.ServerFrame) bool {
+		return f.Type == chat.FrameMessage && strings.Contains(f.Text, "alice asked for the time")
+	})
 }
 
 // TestHistoryStored: a message is stored in SQLite and served by the API.
 func TestHistoryStored(t *testing.T) {
 	s := startStack(t)
-	ws := dialWS(t, s, "/ws/chat/lobby/alice")
-	ws.expect(t, func(f frame) bool { return f.Type == "history" })
-	ws.send(t, `{"type":"message","text":"keep me","client_id":"k1"}`)
-	ws.expect(t, func(f frame) bool { return f.Type == "message" && f.Text == "keep me" })
-	waitUntil(t, 10*time.Second, "message in the API", func() bool {
-		res, err := http.Get(s.http + "/api/rooms/lobby/messages?limit=10")
-		if err != nil {
+	ws := wstest.Dial(t, s.http+"/ws/chat/lobby/alice")
+	ws.Next(chat.FrameHistory)
+	ws.Say("keep me", "k1")
+	ws.NextMatch("the message back", isMessage("keep me"))
+	testkit.WaitFor(t, "message in the API", func() bool {
+		_, body, err := testkit.Get(s.http + "/api/rooms/lobby/messages?limit=10")
+		var got chat.HistoryResponse
+		if err != nil || json.Unmarshal([]byte(body), &got) != nil {
 			return false
 		}
-		defer res.Body.Close()
-		var got struct {
-			Messages []frame `json:"messages"`
-		}
-		json.NewDecoder(res.Body).Decode(&got)
 		return len(got.Messages) == 1 && got.Messages[0].Text == "keep me"
 	})
 	res, err := http.Get(s.http + "/api/rooms")
@@ -154,41 +138,31 @@ func TestHistoryStored(t *testing.T) {
 // all-in-one with the real CLI.
 func TestREADMENatsCommands(t *testing.T) {
 	natsCLI := requireNatsCLI(t)
+	// No periodic presence announcement on chat.> while nats sub counts
+	// its two messages.
+	t.Setenv("GATEWAY_PRESENCE_INTERVAL", "1h")
 	s := startStack(t)
-	ws := dialWS(t, s, "/ws/chat/lobby/alice")
-	ws.expect(t, func(f frame) bool { return f.Type == "history" })
+	ws := wstest.Dial(t, s.http+"/ws/chat/lobby/alice")
+	ws.Next(chat.FrameHistory)
 
-	sub := exec.Command(natsCLI, "-s", s.nats, "sub", "chat.>", "--count", "2")
-	var subOut syncBuffer
-	sub.Stdout, sub.Stderr = &subOut, &subOut
-	if err := sub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(subOut.String(), "Subscribing on") {
-		if time.Now().After(deadline) {
-			t.Fatalf("nats sub did not subscribe:\n%s", subOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sub := testkit.StartCmd(t, "nats sub", exec.Command(natsCLI, "-s", s.nats, "sub", "chat.>", "--count", "2"))
+	testkit.WaitFor(t, "nats sub to subscribe", func() bool { return strings.Contains(sub.Output(), "Subscribing on") })
 
 	out, err := exec.Command(natsCLI, "-s", s.nats, "pub", "chat.room.lobby", `{"user":"ops","text":"hello"}`).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nats pub: %v\n%s", err, out)
 	}
-	ws.expect(t, func(f frame) bool { return f.Type == "message" && f.User == "ops" && f.Text == "hello" && f.Seq > 0 })
+	if f := ws.NextMatch("the published message", isMessage("hello")); f.User != "ops" || f.Seq == 0 {
+		t.Errorf("got %+v, want ops's message with a seq", f)
+	}
 
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- sub.Wait() }()
-	select {
-	case <-waitErr:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("nats sub did not see the message and its republish:\n%s", subOut.String())
+	// It exits after two messages: the one published and its republish.
+	if err := sub.Wait(t); err != nil {
+		t.Errorf("nats sub: %v", err)
 	}
 	for _, want := range []string{"chat.room.lobby", "chat.feed.lobby", `"text":"hello"`} {
-		if !strings.Contains(subOut.String(), want) {
-			t.Errorf("nats sub 'chat.>' output lacks %q:\n%s", want, subOut.String())
+		if !strings.Contains(sub.Output(), want) {
+			t.Errorf("nats sub 'chat.>' output lacks %q:\n%s", want, sub.Output())
 		}
 	}
 
@@ -198,99 +172,11 @@ func TestREADMENatsCommands(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func ciRequired() bool { return os.Getenv("CI") == "true" }
-
 func requireNatsCLI(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("nats")
 	if err != nil {
-		if ciRequired() {
-			t.Fatal("the nats CLI is not on PATH and CI=true: install it with go install github.com/nats-io/natscli/nats@v0.5.1")
-		}
-		t.Skip("the nats CLI is not on PATH: go install github.com/nats-io/natscli/nats@v0.5.1 to run this test")
+		testkit.Missing(t, "the nats CLI", "go install github.com/nats-io/natscli/nats@v0.5.1")
 	}
 	return path
-}
-
-type frame struct {
-	Type     string `json:"type"`
-	Seq      uint64 `json:"seq"`
-	User     string `json:"user"`
-	Text     string `json:"text"`
-	Kind     string `json:"kind"`
-	ClientID string `json:"client_id"`
-	Code     string `json:"code"`
-	Message  string `json:"message"`
-}
-
-type wsConn struct{ c *websocket.Conn }
-
-func dialWS(t *testing.T, s stack, path string) wsConn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.http, "http")+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadLimit(1 << 24)
-	t.Cleanup(func() { c.CloseNow() })
-	return wsConn{c}
-}
-
-func (w wsConn) send(t *testing.T, frame string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := w.c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// expect reads frames until one matches, failing after 10s.
-func (w wsConn) expect(t *testing.T, match func(frame) bool) frame {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		_, data, err := w.c.Read(ctx)
-		if err != nil {
-			t.Fatalf("no matching frame: %v", err)
-		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			t.Fatalf("bad frame %q", data)
-		}
-		if match(f) {
-			return f
-		}
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -28,13 +29,38 @@ import (
 	"github.com/natschat/chat/shared/stream"
 )
 
+// Prefix is the prefix of the bot's variables.
+const Prefix = "BOT"
+
 // Config is the bot's configuration, read from BOT_* variables (NATS_* and
 // LOG_* are read when the BOT_ one is unset).
 type Config struct {
 	natsconn.Config
 	config.Log
-	Replicas  int    `split_words:"true" default:"1" desc:"JetStream replicas of the CHAT and SMS streams when the bot creates them (3 on a cluster)"`
+	stream.Settings
 	AdminAddr string `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8081 (empty: off)"`
+
+	// The /sms limits hold across every bot instance (KV bucket
+	// sms_limits).
+	SMSPerRequester int           `split_words:"true" default:"5" desc:"/sms commands one user may give per BOT_SMS_WINDOW, across every bot"`
+	SMSPerRecipient int           `split_words:"true" default:"10" desc:"SMS one user may be sent per BOT_SMS_WINDOW, across every bot"`
+	SMSWindow       time.Duration `split_words:"true" default:"1m" desc:"the sliding window of the /sms limits"`
+	// ShutdownTimeout bounds the drain: answering the requests already
+	// received and flushing their publishes.
+	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain on SIGTERM"`
+}
+
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	c.Check(cfg.SMSPerRequester >= 1, "SMS_PER_REQUESTER", "must be at least 1 (got %d)", cfg.SMSPerRequester)
+	c.Check(cfg.SMSPerRecipient >= 1, "SMS_PER_RECIPIENT", "must be at least 1 (got %d)", cfg.SMSPerRecipient)
+	c.Check(cfg.SMSWindow >= time.Second, "SMS_WINDOW", "must be 1s or more (got %v)", cfg.SMSWindow)
+	return c.Err()
 }
 
 // requestTimeout bounds the work of one command (a JetStream publish), so a
@@ -42,11 +68,9 @@ type Config struct {
 const requestTimeout = 5 * time.Second
 
 // Run serves bot.cmd until ctx is cancelled, then answers the requests it
-// already received and drains the connection.
+// already received and drains the connection, for at most
+// cfg.ShutdownTimeout. cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if cfg.Replicas < 1 {
-		return fmt.Errorf("BOT_REPLICAS is %d, want 1 or more", cfg.Replicas)
-	}
 	var ready atomic.Bool
 	nc, err := natsconn.Connect(cfg.Config, "bot", log)
 	if err != nil {
@@ -65,11 +89,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	// /now publishes to CHAT and /sms to SMS: both must exist, or a publish
-	// would find no stream and the message would be lost.
+	// would find no stream and the message would be lost. The bot owns
+	// neither: it creates a missing one and never changes an existing one.
 	opts := stream.Options{Replicas: cfg.Replicas}
 	for _, sc := range []jetstream.StreamConfig{stream.ChatConfig(opts), stream.SMSConfig(opts)} {
-		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
-			_, err := stream.Ensure(ctx, js, sc)
+		if err := natsconn.Retry(ctx, log, "stream "+sc.Name, func(ctx context.Context) error {
+			_, err := stream.Use(ctx, js, sc, log)
 			return err
 		}); err != nil {
 			if ctx.Err() != nil {
@@ -81,6 +106,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	b := newBot(js, log)
 	b.metrics = m
+	b.limits = newSMSLimiter(js, cfg)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "bot",
 		Version:     "1.0.0",
@@ -102,6 +128,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("add bot service: %w", err)
 	}
+	// Ready means the server routes bot.cmd here: the subscription must
+	// have reached it.
+	if err := natsconn.Retry(ctx, log, "subscribe to "+chat.BotCmd, nc.FlushWithContext); err != nil {
+		svc.Stop()
+		return nil // stopped before it was serving
+	}
 	ready.Store(true)
 	log.Info("bot serving", "subject", chat.BotCmd, "queue", chat.BotQueue)
 
@@ -111,14 +143,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := svc.Stop(); err != nil {
 		log.Warn("stop bot service", "err", err)
 	}
-	return natsconn.Drain(context.Background(), nc)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := natsconn.Drain(dctx, nc); err != nil {
+		log.Warn("drain nats", "err", err)
+	}
+	return nil
 }
 
 // bot holds what the commands need.
 type bot struct {
 	js       jetstream.JetStream
 	log      *slog.Logger
-	metrics  *metrics // nil: not counted
+	metrics  *metrics    // nil: not counted
+	limits   *smsLimiter // nil: /sms is not limited
 	clock    func() time.Time
 	commands []command
 	byName   map[string]*command
@@ -202,6 +240,11 @@ func parseRequest(data []byte) (request, error) {
 	if len(words) == 0 || !strings.HasPrefix(words[0], "/") || words[0] == "/" {
 		return req, invalidf("not a command: commands start with /; type /help to see the commands")
 	}
+	// The text rule of any message: a command from NATS did not pass the
+	// gateway's check, and its words are echoed back in errors.
+	if err := chat.ValidateText(req.Text); err != nil {
+		return req, invalidf("not a valid command: %s", strings.TrimPrefix(err.Error(), chat.ErrBadMessage.Error()+": "))
+	}
 	req.name = strings.ToLower(strings.TrimPrefix(words[0], "/"))
 	req.args = words[1:]
 	return req, nil
@@ -211,7 +254,7 @@ func parseRequest(data []byte) (request, error) {
 func (b *bot) run(ctx context.Context, req *request) (notice string, err error) {
 	cmd, ok := b.byName[req.name]
 	if !ok {
-		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", req.name)}
+		return "", &refusal{code: chat.CodeUnknownCommand, msg: fmt.Sprintf("unknown command /%s; type /help to see the commands", shorten(req.name, 32))}
 	}
 	switch want := len(cmd.args); {
 	case len(req.args) < want:
@@ -220,6 +263,15 @@ func (b *bot) run(ctx context.Context, req *request) (notice string, err error) 
 		return "", invalidf("/%s takes %s, got %d; usage: %s; type /help to see the commands", cmd.name, plural(want, "argument"), len(req.args), cmd.usage())
 	}
 	return cmd.run(b, ctx, req)
+}
+
+// shorten cuts s to at most n characters, so that what a user typed is not
+// echoed back at any length.
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
 }
 
 func plural(n int, noun string) string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"regexp"
 	"strings"
@@ -20,30 +19,23 @@ import (
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natsconn"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // startBot runs bot.Run with its own connection until the test ends, and
 // checks that it stops cleanly.
 func startBot(t *testing.T, s *server.Server) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	done := make(chan error, 1)
-	go func() { done <- bot.Run(ctx, cfg, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("bot.Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("bot.Run did not return within 10s of cancel")
-		}
-	})
+	startBotConfig(t, bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, ShutdownTimeout: 10 * time.Second})
+}
+
+// startBotConfig is startBot with a configuration.
+func startBotConfig(t *testing.T, cfg bot.Config) {
+	t.Helper()
+	log := testkit.Logger(t)
+	testkit.Start(t, "bot", func(ctx context.Context) error { return bot.Run(ctx, cfg, log) })
 }
 
 // ask sends a request to bot.cmd and decodes the reply, retrying while no
@@ -59,96 +51,32 @@ func ask(t *testing.T, nc *nats.Conn, req chat.BotRequest) chat.BotReply {
 
 func askRaw(t *testing.T, nc *nats.Conn, data []byte) chat.BotReply {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		msg, err := nc.Request(chat.BotCmd, data, 5*time.Second)
-		if errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond) // poll until a bot has subscribed
-			continue
+	var msg *nats.Msg
+	testkit.WaitForState(t, testkit.Deadline, "a bot on "+chat.BotCmd, func() (bool, string) {
+		var err error
+		msg, err = nc.Request(chat.BotCmd, data, testkit.Deadline)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return false, "no bot subscribed yet"
 		}
 		if err != nil {
 			t.Fatalf("request %s: %v", data, err)
 		}
-		var reply chat.BotReply
-		if err := json.Unmarshal(msg.Data, &reply); err != nil {
-			t.Fatalf("reply %q: %v", msg.Data, err)
-		}
-		return reply
+		return true, ""
+	})
+	var reply chat.BotReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		t.Fatalf("reply %q: %v", msg.Data, err)
 	}
-}
-
-func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-// roomMessages reads every message of room stored in the CHAT stream: what
-// the gateways deliver and history stores, after de-duplication.
-func roomMessages(t *testing.T, js jetstream.JetStream, room string) []chat.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	subject := chat.RoomSubject(room)
-	s, err := js.Stream(ctx, stream.Chat)
-	if err != nil {
-		t.Fatalf("CHAT stream: %v", err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := info.State.Subjects[subject]
-	if n == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(int(n), jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []chat.Message
-	for m := range batch.Messages() {
-		msg, err := chat.ParseMessage(m.Data(), time.Now())
-		if err != nil {
-			t.Fatalf("room message %q: %v", m.Data(), err)
-		}
-		msgs = append(msgs, msg)
-	}
-	if uint64(len(msgs)) != n {
-		t.Fatalf("read %d messages of %s, the stream has %d", len(msgs), room, n)
-	}
-	return msgs
-}
-
-// streamMsgs is the number of messages in a stream.
-func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return reply
 }
 
 var nowText = regexp.MustCompile(`^alice asked for the time: it is (.+)$`)
 
 func TestNow(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	for _, text := range []string{"/now", "/NOW", "  /Now  "} {
@@ -158,7 +86,7 @@ func TestNow(t *testing.T) {
 			if !reply.OK || reply.Error != "" {
 				t.Fatalf("got reply %+v, want ok", reply)
 			}
-			msgs := roomMessages(t, js, "lobby")
+			msgs := natstest.RoomMessages(t, js, "lobby")
 			if got, want := len(msgs), before+1; got != want {
 				t.Fatalf("got %d room messages, want %d", got, want)
 			}
@@ -188,13 +116,14 @@ func roomMessagesIfAny(t *testing.T, js jetstream.JetStream, room string) []chat
 	if _, err := js.Stream(context.Background(), stream.Chat); err != nil {
 		return nil
 	}
-	return roomMessages(t, js, room)
+	return natstest.RoomMessages(t, js, room)
 }
 
 func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	req := chat.BotRequest{ID: "c-42", Room: "lobby", User: "alice", Text: "/sms bob"}
@@ -205,11 +134,11 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 			t.Fatalf("got %+v, want %+v", reply, want)
 		}
 	}
-	if got := streamMsgs(t, js, stream.SMS); got != 1 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 1 {
 		t.Fatalf("got %d tasks after a request sent 3 times, want 1", got)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	sms, err := js.Stream(ctx, stream.SMS)
 	if err != nil {
@@ -230,7 +159,7 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 		t.Errorf("got Nats-Msg-Id %q, want the task id %q", got, task.ID)
 	}
 	// The sender's confirmation is private: nothing in the room yet.
-	if msgs := roomMessages(t, js, "lobby"); len(msgs) != 0 {
+	if msgs := natstest.RoomMessages(t, js, "lobby"); len(msgs) != 0 {
 		t.Errorf("got room messages %+v, want none", msgs)
 	}
 
@@ -238,15 +167,16 @@ func TestSMSQueuesOneTaskPerRequestID(t *testing.T) {
 	// another user.
 	ask(t, nc, chat.BotRequest{ID: "c-43", Room: "lobby", User: "alice", Text: "/sms bob"})
 	ask(t, nc, chat.BotRequest{ID: "c-42", Room: "lobby", User: "carol", Text: "/sms bob"})
-	if got := streamMsgs(t, js, stream.SMS); got != 3 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 3 {
 		t.Errorf("got %d tasks, want 3", got)
 	}
 }
 
 func TestRefusals(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	for _, tc := range []struct {
@@ -292,18 +222,19 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 	// Replies come after any publish, so whatever was published is stored.
-	if got := streamMsgs(t, js, stream.Chat); got != 0 {
+	if got := natstest.StreamState(t, js, stream.Chat).Msgs; got != 0 {
 		t.Errorf("got %d room messages after refused commands, want 0", got)
 	}
-	if got := streamMsgs(t, js, stream.SMS); got != 0 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 0 {
 		t.Errorf("got %d SMS tasks after refused commands, want 0", got)
 	}
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 
 	reply := ask(t, nc, chat.BotRequest{Room: "lobby", User: "alice", Text: "/HELP"})
@@ -320,11 +251,11 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help %q has no line starting with %q", reply.Notice, prefix)
 		}
 	}
-	if got := streamMsgs(t, js, stream.Chat); got != 0 {
+	if got := natstest.StreamState(t, js, stream.Chat).Msgs; got != 0 {
 		t.Errorf("got %d room messages after /help, want 0 (it is private)", got)
 	}
 	// Readable in the nats CLI: no \u003cuser\u003e.
-	raw, err := nc.Request(chat.BotCmd, []byte(`{"room":"lobby","user":"alice","text":"/help"}`), 5*time.Second)
+	raw, err := nc.Request(chat.BotCmd, []byte(`{"room":"lobby","user":"alice","text":"/help"}`), testkit.Deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,14 +278,15 @@ func TestHelp(t *testing.T) {
 // TestThreeBots checks that bots in the queue group answer each request
 // once: one reply and one room message per request.
 func TestThreeBots(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	for range 3 {
 		startBot(t, s)
 	}
 	// Wait for the three to be subscribed, so each gets a share.
-	waitFor(t, 10*time.Second, "three bots subscribed", func() bool {
+	testkit.WaitFor(t, "three bots subscribed", func() bool {
 		return countBots(t, nc) == 3
 	})
 
@@ -381,12 +313,12 @@ func TestThreeBots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "a reply to every request", func() bool {
+	testkit.WaitFor(t, "a reply to every request", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(replies) == n
 	})
-	msgs := roomMessages(t, js, "lobby")
+	msgs := natstest.RoomMessages(t, js, "lobby")
 	perUser := map[string]int{}
 	for _, m := range msgs {
 		user, _, _ := strings.Cut(m.Text, " ")
@@ -428,24 +360,13 @@ func countBots(t *testing.T, nc *nats.Conn) int {
 	}
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestUnavailable checks that a JetStream failure is an "unavailable" reply,
 // not a silent ok: here the CHAT stream is gone, so /now cannot be stored.
 func TestUnavailable(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 	if reply := ask(t, nc, chat.BotRequest{Room: "lobby", User: "alice", Text: "/help"}); !reply.OK {
 		t.Fatalf("got %+v, want ok", reply)

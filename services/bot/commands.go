@@ -85,8 +85,16 @@ func (b *bot) cmdSMS(ctx context.Context, req *request) (string, error) {
 		key = nuid.Next()
 	}
 	id := "sms-" + key
+	if b.limits != nil {
+		if err := b.limits.allow(ctx, req.User, to, id); err != nil {
+			return "", err
+		}
+	}
 	task := chat.SMSTask{ID: id, Room: req.Room, From: req.User, To: to, RequestedAt: b.clock().UTC()}
 	if err := b.publish(ctx, chat.SMSChannel, task, task.ID); err != nil {
+		if b.limits != nil {
+			b.limits.undo(ctx, req.User, to, id)
+		}
 		return "", err
 	}
 	b.log.Info("sms queued", "room", req.Room, "user", req.User, "to", to, "task_id", task.ID)

@@ -1,18 +1,17 @@
 package bot_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -31,37 +30,12 @@ func TestConfigFromEnv(t *testing.T) {
 
 // TestAdmin checks /healthz and /readyz: ready once the bot serves.
 func TestAdmin(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1, AdminAddr: addr}
-	go func() { done <- bot.Run(ctx, cfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("bot.Run: %v", err)
-		}
-	}()
-
-	status := func(path string) int {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	waitFor(t, 10*time.Second, "/readyz to answer 200", func() bool { return status("/readyz") == http.StatusOK })
-	if got := status("/healthz"); got != http.StatusOK {
-		t.Errorf("got /healthz %d, want 200", got)
-	}
+	base := "http://" + testkit.FreeAddr(t)
+	startBotConfig(t, bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, ShutdownTimeout: 10 * time.Second, AdminAddr: strings.TrimPrefix(base, "http://")})
+	testkit.WaitReady(t, base)
+	testkit.WaitStatus(t, base+"/healthz", http.StatusOK, "")
 	s.Shutdown()
-	waitFor(t, 10*time.Second, "/readyz to answer 503 without NATS", func() bool { return status("/readyz") == http.StatusServiceUnavailable })
+	testkit.WaitStatus(t, base+"/readyz", http.StatusServiceUnavailable, "")
 }

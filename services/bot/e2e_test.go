@@ -1,28 +1,25 @@
 package bot_test
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestEndToEnd drives /now and /sms through bot.cmd, as the gateway does,
 // with the real sms-worker binary (built from the sibling module, so the
 // bot module does not depend on it) consuming the tasks.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	startBot(t, s)
 	worker := startSMSWorker(t, s.ClientURL())
 
@@ -39,8 +36,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	const confirmation = "An SMS has been sent to bob (requested by alice)"
-	waitFor(t, 20*time.Second, "the SMS confirmation in the room", func() bool {
-		for _, m := range roomMessages(t, js, "lobby") {
+	testkit.WaitFor(t, "the SMS confirmation in the room", func() bool {
+		for _, m := range natstest.RoomMessages(t, js, "lobby") {
 			if m.Text == confirmation {
 				return true
 			}
@@ -48,9 +45,9 @@ func TestEndToEnd(t *testing.T) {
 		return false
 	})
 	// Once the task is acked, every confirmation there is was published.
-	waitFor(t, 20*time.Second, "the task to be acked", func() bool { return streamMsgs(t, js, stream.SMS) == 0 })
+	testkit.WaitFor(t, "the task to be acked", func() bool { return natstest.StreamState(t, js, stream.SMS).Msgs == 0 })
 
-	msgs := roomMessages(t, js, "lobby")
+	msgs := natstest.RoomMessages(t, js, "lobby")
 	if len(msgs) != 2 {
 		t.Fatalf("got room messages %+v, want the /now answer and one confirmation", msgs)
 	}
@@ -60,64 +57,16 @@ func TestEndToEnd(t *testing.T) {
 	if m := msgs[1]; m.Text != confirmation || m.User != "bot" || m.Kind != chat.KindBot {
 		t.Errorf("got second message %+v, want %q by the bot", m, confirmation)
 	}
-	if got := worker.count(`"msg":"sms sent"`); got != 1 {
+	if got := strings.Count(worker.Output(), `"msg":"sms sent"`); got != 1 {
 		t.Errorf("the worker logged %d sends, want 1", got)
 	}
 }
 
-// smsWorker is an sms-worker child process and the lines it logged.
-type smsWorker struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (w *smsWorker) count(substr string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, l := range w.lines {
-		if strings.Contains(l, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-func startSMSWorker(t *testing.T, natsURL string) *smsWorker {
+// startSMSWorker runs the sms-worker binary, logging JSON.
+func startSMSWorker(t *testing.T, natsURL string) *testkit.Process {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sms-worker")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sms-worker")
-	build.Dir = filepath.Join("..", "smsworker")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build sms-worker: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "SMSWORKER_NATS_URL="+natsURL, "SMSWORKER_LOG_FORMAT=json", "SMSWORKER_LOG_LEVEL=info")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &smsWorker{}
-	done := make(chan struct{})
-	out := t.Output()
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			out.Write([]byte("sms-worker: " + line + "\n"))
-			w.mu.Lock()
-			w.lines = append(w.lines, line)
-			w.mu.Unlock()
-		}
-		_ = cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
-	return w
+	bin := testkit.GoBuild(t, filepath.Join("..", "smsworker"), "./cmd/sms-worker")
+	return testkit.StartProcess(t, "sms-worker", bin, "SMSWORKER_NATS_URL="+natsURL, "SMSWORKER_LOG_FORMAT=json", "SMSWORKER_LOG_LEVEL=info")
 }
+
+func TestMain(m *testing.M) { testkit.Main(m) }

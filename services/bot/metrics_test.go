@@ -1,58 +1,31 @@
 package bot_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/shared/natsconn"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestMetrics checks /metrics on the admin server: commands counted by name
 // and outcome, with unknown names folded into one label.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	cfg := bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, Replicas: 1, AdminAddr: addr}
-	go func() { done <- bot.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("bot.Run: %v", err)
-		}
-	}()
-	metrics := func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-	waitFor(t, 10*time.Second, "/metrics", func() bool { return metrics() != "" })
+	addr := testkit.FreeAddr(t)
+	startBotConfig(t, bot.Config{Config: natsconn.Config{URL: s.ClientURL()}, ShutdownTimeout: 10 * time.Second, AdminAddr: addr})
+	// Ready, not just serving /metrics: the admin server starts before
+	// the bot subscribes to bot.cmd.
+	testkit.WaitReady(t, "http://"+addr)
 	for _, text := range []string{"/now", "/now", "/sms", "/frobnicate-a", "/frobnicate-b"} {
-		if _, err := nc.Request("bot.cmd", []byte(`{"room":"lobby","user":"ann","text":"`+text+`"}`), 5*time.Second); err != nil {
-			t.Fatalf("request %s: %v", text, err)
-		}
+		askRaw(t, nc, []byte(`{"room":"lobby","user":"ann","text":"`+text+`"}`))
 	}
-	got := metrics()
+	got := testkit.GetOK(t, "http://"+addr+"/metrics")
 	for _, want := range []string{
 		`chat_bot_commands_total{command="now",outcome="ok"} 2`,
 		`chat_bot_commands_total{command="sms",outcome="refused"} 1`,

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/natschat/chat/services/accounts"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 const password = "correct horse battery"

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/natschat/chat/shared/chat"
 )
@@ -18,6 +19,19 @@ var errResumeTooFar = errors.New("resume too far behind")
 // is down.
 type backlog struct {
 	src source
+	// epoch is the stream's current epoch (nil: not checked). History
+	// rows of another epoch (a history that has not seen the stream start
+	// over yet) have seqs that mean nothing here.
+	epoch func() int64
+}
+
+// history asks the history service, refusing an answer about another epoch.
+func (b backlog) history(ctx context.Context, room string, req chat.HistoryRequest) (chat.HistoryResponse, error) {
+	resp, err := b.src.history(ctx, room, req)
+	if err == nil && b.epoch != nil && resp.Epoch != 0 && resp.Epoch != b.epoch() {
+		return chat.HistoryResponse{}, fmt.Errorf("history answers for epoch %d, the stream is in %d", resp.Epoch, b.epoch())
+	}
+	return resp, err
 }
 
 // latest returns up to n of room's newest messages with seq <= upTo, in seq
@@ -26,7 +40,7 @@ func (b backlog) latest(ctx context.Context, room string, upTo uint64, n int) ([
 	if upTo == 0 || n <= 0 {
 		return nil, false, nil
 	}
-	resp, herr := b.src.history(ctx, room, chat.HistoryRequest{Before: upTo + 1, Limit: n})
+	resp, herr := b.history(ctx, room, chat.HistoryRequest{Before: upTo + 1, Limit: n})
 	stored := storedRows(resp)
 	if herr == nil && resp.StoredThrough >= upTo {
 		return stored, resp.HasMore, nil
@@ -93,7 +107,7 @@ func (b backlog) after(ctx context.Context, room string, since, upTo uint64, max
 		from   = since + 1
 	)
 	for cursor := since; ; {
-		resp, err := b.src.history(ctx, room, chat.HistoryRequest{After: cursor, Before: upTo + 1, Limit: max + 1 - len(stored)})
+		resp, err := b.history(ctx, room, chat.HistoryRequest{After: cursor, Before: upTo + 1, Limit: max + 1 - len(stored)})
 		if err != nil {
 			herr, stored = err, nil
 			break

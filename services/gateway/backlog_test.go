@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 // These tests run without a history service: the gateway falls back to the
@@ -29,15 +31,8 @@ func publishN(t *testing.T, nc *nats.Conn, room string, from, n int) {
 	}
 }
 
-func texts(f map[string]any) []string {
-	var out []string
-	for _, m := range f["messages"].([]any) {
-		out = append(out, m.(map[string]any)["text"].(string))
-	}
-	return out
-}
-
 func TestJoinGetsRecentThenLive(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
@@ -45,29 +40,28 @@ func TestJoinGetsRecentThenLive(t *testing.T) {
 	publishN(t, nc, "elsewhere", 0, 30)
 	waitStored(t, nc, "lobby", 120)
 
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	h := c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	h := c.Next(chat.FrameHistory)
 	got := texts(h)
-	if len(got) != 50 || got[0] != "m70" || got[49] != "m119" || h["has_more"] != true {
-		t.Fatalf("join history: %d messages %v..., has_more %v", len(got), got[:min(3, len(got))], h["has_more"])
+	if len(got) != 50 || got[0] != "m70" || got[49] != "m119" || !h.HasMore {
+		t.Fatalf("join history: %d messages %v..., has_more %v", len(got), got[:min(3, len(got))], h.HasMore)
 	}
 	publishN(t, nc, "lobby", 120, 1)
-	if f := c.next("message"); f["text"] != "m120" {
-		t.Errorf("live: got %v", f)
+	if f := c.Next(chat.FrameMessage); f.Text != "m120" {
+		t.Errorf("live: got %+v", f)
 	}
 
 	// Page back to the first message.
-	oldest := uint64(h["messages"].([]any)[0].(map[string]any)["seq"].(float64))
+	oldest := h.Messages[0].Seq
 	all := got
 	for {
-		c.send(map[string]any{"type": "history", "before": oldest, "limit": 50})
-		p := c.next("history")
-		page := texts(p)
-		all = append(page, all...)
-		if p["has_more"] != true {
+		c.Send(chat.ClientFrame{Type: chat.FrameHistory, Before: oldest, Limit: 50})
+		p := c.Next(chat.FrameHistory)
+		all = append(texts(p), all...)
+		if !p.HasMore {
 			break
 		}
-		oldest = uint64(p["messages"].([]any)[0].(map[string]any)["seq"].(float64))
+		oldest = p.Messages[0].Seq
 	}
 	if len(all) != 120 || all[0] != "m0" {
 		t.Errorf("paged back to %d messages starting %q, want 120 from m0", len(all), all[0])
@@ -75,42 +69,44 @@ func TestJoinGetsRecentThenLive(t *testing.T) {
 }
 
 func TestResumeSinceMissesNothing(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 	publishN(t, nc, "lobby", 0, 10)
 	var last uint64
 	for range 10 {
-		last = seqOf(c.next("message"))
+		last = c.Next(chat.FrameMessage).Seq
 	}
-	c.conn.CloseNow()
+	c.Conn.CloseNow()
 
 	publishN(t, nc, "lobby", 10, 15)
 	waitStored(t, nc, "lobby", 25)
-	r := dial(t, base, fmt.Sprintf("/ws/chat/lobby/alice?since=%d", last))
-	h := r.next("history")
+	r := wstest.Dial(t, base+fmt.Sprintf("/ws/chat/lobby/alice?since=%d", last))
+	h := r.Next(chat.FrameHistory)
 	got := texts(h)
-	if len(got) != 15 || got[0] != "m10" || got[14] != "m24" || h["reset"] == true {
-		t.Fatalf("resume: %v (reset %v)", got, h["reset"])
+	if len(got) != 15 || got[0] != "m10" || got[14] != "m24" || h.Reset {
+		t.Fatalf("resume: %v (reset %v)", got, h.Reset)
 	}
 	publishN(t, nc, "lobby", 25, 1)
-	if f := r.next("message"); f["text"] != "m25" {
-		t.Errorf("live after resume: %v", f)
+	if f := r.Next(chat.FrameMessage); f.Text != "m25" {
+		t.Errorf("live after resume: %+v", f)
 	}
 }
 
 func TestResumeTooFarResets(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.ResumeMax = 20 })
 	nc := natstest.Connect(t, s)
 	publishN(t, nc, "lobby", 0, 100)
 	waitStored(t, nc, "lobby", 100)
-	c := dial(t, base, "/ws/chat/lobby/alice?since=1")
-	h := c.next("history")
-	if h["reset"] != true || len(texts(h)) != 50 {
-		t.Errorf("got reset=%v with %d messages, want a reset with the newest 50", h["reset"], len(texts(h)))
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice?since=1")
+	h := c.Next(chat.FrameHistory)
+	if !h.Reset || len(h.Messages) != 50 {
+		t.Errorf("got reset=%v with %d messages, want a reset with the newest 50", h.Reset, len(h.Messages))
 	}
 	res, err := http.Get(base + "/ws/chat/lobby/alice?since=abc")
 	if err != nil {
@@ -125,6 +121,7 @@ func TestResumeTooFarResets(t *testing.T) {
 // TestJoinDuringTraffic: clients joining while messages flow see every
 // message exactly once, backlog and live together, in order.
 func TestJoinDuringTraffic(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.HistoryOnJoin, c.SendQueue = 1000, 2048 })
 	nc := natstest.Connect(t, s)
@@ -140,32 +137,31 @@ func TestJoinDuringTraffic(t *testing.T) {
 		}
 		nc.Flush()
 	}()
-	var clients []*wsClient
+	var clients []*wstest.Client
 	for range 5 {
-		clients = append(clients, dial(t, base, "/ws/chat/busy/u"))
-		time.Sleep(10 * time.Millisecond)
+		clients = append(clients, wstest.Dial(t, base+"/ws/chat/busy/u"))
+		time.Sleep(10 * time.Millisecond) // spread the joins over the traffic
 	}
 	<-done
 	for i, c := range clients {
 		seen := map[string]bool{}
-		h := c.next("history")
-		for _, tx := range texts(h) {
+		for _, tx := range texts(c.Next(chat.FrameHistory)) {
 			seen[tx] = true
 		}
 		for len(seen) < total {
-			f := c.next("message")
-			if seen[f["text"].(string)] {
-				t.Fatalf("client %d: %v twice", i, f["text"])
+			f := c.Next(chat.FrameMessage)
+			if seen[f.Text] {
+				t.Fatalf("client %d: %s twice", i, f.Text)
 			}
-			seen[f["text"].(string)] = true
+			seen[f.Text] = true
 		}
 	}
 }
 
 func waitStored(t *testing.T, nc *nats.Conn, room string, n uint64) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "messages stored", func() bool {
-		msg, err := nc.Request("$JS.API.STREAM.INFO.CHAT", []byte(`{"subjects_filter":"`+chat.RoomSubject(room)+`"}`), time.Second)
+	testkit.WaitFor(t, "messages stored", func() bool {
+		msg, err := nc.Request("$JS.API.STREAM.INFO.CHAT", []byte(`{"subjects_filter":"`+chat.RoomSubject(room)+`"}`), testkit.Deadline)
 		if err != nil {
 			return false
 		}
@@ -184,6 +180,7 @@ func waitStored(t *testing.T, nc *nats.Conn, room string, n uint64) {
 // 60th seq): the join takes the newest from the stream, paging back crosses
 // from the stream into the database, and nothing is missing or doubled.
 func TestJoinWithLaggingHistory(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
@@ -194,21 +191,21 @@ func TestJoinWithLaggingHistory(t *testing.T) {
 	stored := storedMessages(t, nc, "lobby", 60)
 	queries := standInHistory(t, nc, "lobby", stored, stored[59].Seq)
 
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	h := c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	h := c.Next(chat.FrameHistory)
 	all := texts(h)
-	if len(all) != 50 || all[0] != "m70" || h["has_more"] != true {
-		t.Fatalf("join: %d messages from %q, has_more %v", len(all), all[0], h["has_more"])
+	if len(all) != 50 || all[0] != "m70" || !h.HasMore {
+		t.Fatalf("join: %d messages from %q, has_more %v", len(all), all[0], h.HasMore)
 	}
-	oldest := uint64(h["messages"].([]any)[0].(map[string]any)["seq"].(float64))
+	oldest := h.Messages[0].Seq
 	for {
-		c.send(map[string]any{"type": "history", "before": oldest, "limit": 30})
-		p := c.next("history")
+		c.Send(chat.ClientFrame{Type: chat.FrameHistory, Before: oldest, Limit: 30})
+		p := c.Next(chat.FrameHistory)
 		all = append(texts(p), all...)
-		if p["has_more"] != true {
+		if !p.HasMore {
 			break
 		}
-		oldest = uint64(p["messages"].([]any)[0].(map[string]any)["seq"].(float64))
+		oldest = p.Messages[0].Seq
 	}
 	for i, text := range all {
 		if text != fmt.Sprintf("m%d", i) {
@@ -227,6 +224,7 @@ func TestJoinWithLaggingHistory(t *testing.T) {
 // short resumes are answered from the messages it holds, without asking
 // history: a reconnect storm does not become a storm of history queries.
 func TestJoinsServedFromRecent(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
@@ -236,22 +234,21 @@ func TestJoinsServedFromRecent(t *testing.T) {
 		m.Respond([]byte(`{"error":"not this time"}`))
 	})
 	nc.Flush()
-	first := dial(t, base, "/ws/chat/lobby/first")
-	first.next("history")
+	first := wstest.Dial(t, base+"/ws/chat/lobby/first")
+	first.Next(chat.FrameHistory)
 	publishN(t, nc, "lobby", 0, 60)
 	var seqs []uint64
 	for range 60 {
-		seqs = append(seqs, seqOf(first.next("message")))
+		seqs = append(seqs, first.Next(chat.FrameMessage).Seq)
 	}
 	asked := queries.Load()
 
-	join := dial(t, base, "/ws/chat/lobby/second")
-	h := join.next("history")
-	if got := texts(h); len(got) != 50 || got[0] != "m10" || got[49] != "m59" {
+	join := wstest.Dial(t, base+"/ws/chat/lobby/second")
+	if got := texts(join.Next(chat.FrameHistory)); len(got) != 50 || got[0] != "m10" || got[49] != "m59" {
 		t.Errorf("join from recent: %v", got)
 	}
-	resume := dial(t, base, fmt.Sprintf("/ws/chat/lobby/third?since=%d", seqs[54]))
-	if got := texts(resume.next("history")); len(got) != 5 || got[0] != "m55" {
+	resume := wstest.Dial(t, base+fmt.Sprintf("/ws/chat/lobby/third?since=%d", seqs[54]))
+	if got := texts(resume.Next(chat.FrameHistory)); len(got) != 5 || got[0] != "m55" {
 		t.Errorf("resume from recent: %v", got)
 	}
 	if n := queries.Load(); n != asked {

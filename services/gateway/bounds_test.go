@@ -20,7 +20,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 // TestConnectionsPerAddress: one address gets at most MaxConnsPerAddr
@@ -30,9 +33,9 @@ import (
 func TestConnectionsPerAddress(t *testing.T) {
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.MaxConnsPerAddr = 3 })
-	var open []*wsClient
+	var open []*wstest.Client
 	for i := range 3 {
-		open = append(open, dial(t, base, fmt.Sprintf("/ws/chat/lobby/u%d", i)))
+		open = append(open, wstest.Dial(t, base+fmt.Sprintf("/ws/chat/lobby/u%d", i)))
 	}
 	res, err := http.Get(base + "/ws/chat/lobby/u3")
 	if err != nil {
@@ -43,14 +46,14 @@ func TestConnectionsPerAddress(t *testing.T) {
 		t.Fatalf("4th connection: %s, Retry-After %q; want 429 with Retry-After", res.Status, res.Header.Get("Retry-After"))
 	}
 	// A made-up X-Forwarded-For from a client that is no proxy changes nothing.
-	if _, err := tryDial(t, base, "/ws/chat/lobby/u4", http.Header{"X-Forwarded-For": {"192.0.2.7"}}); err == nil {
+	if _, err := wstest.DialHeader(t, base+"/ws/chat/lobby/u4", http.Header{"X-Forwarded-For": {"192.0.2.7"}}); err == nil {
 		t.Error("X-Forwarded-For from an untrusted peer was believed")
 	}
-	open[0].conn.Close(1000, "")
-	waitFor(t, 10*time.Second, "a slot after a close", func() bool {
-		c, err := tryDial(t, base, "/ws/chat/lobby/u5", nil)
+	open[0].Conn.Close(1000, "")
+	testkit.WaitFor(t, "a slot after a close", func() bool {
+		c, err := wstest.DialHeader(t, base+"/ws/chat/lobby/u5", nil)
 		if err == nil {
-			c.conn.CloseNow()
+			c.Conn.CloseNow()
 		}
 		return err == nil
 	})
@@ -58,14 +61,14 @@ func TestConnectionsPerAddress(t *testing.T) {
 	proxied := startGateway(t, s, func(c *Config) { c.MaxConnsPerAddr = 2; c.TrustedProxies = []string{"127.0.0.0/8"} })
 	hdr := func(hops string) http.Header { return http.Header{"X-Forwarded-For": {hops}} }
 	for i := range 2 {
-		if _, err := tryDial(t, proxied, fmt.Sprintf("/ws/chat/lobby/p%d", i), hdr("203.0.113.9, 192.0.2.1")); err != nil {
+		if _, err := wstest.DialHeader(t, proxied+fmt.Sprintf("/ws/chat/lobby/p%d", i), hdr("203.0.113.9, 192.0.2.1")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tryDial(t, proxied, "/ws/chat/lobby/p2", hdr("198.51.100.1, 192.0.2.1")); err == nil {
+	if _, err := wstest.DialHeader(t, proxied+"/ws/chat/lobby/p2", hdr("198.51.100.1, 192.0.2.1")); err == nil {
 		t.Error("a third connection from 192.0.2.1 through the proxy was accepted: only the proxy's own hop counts")
 	}
-	if _, err := tryDial(t, proxied, "/ws/chat/lobby/p3", hdr("192.0.2.2")); err != nil {
+	if _, err := wstest.DialHeader(t, proxied+"/ws/chat/lobby/p3", hdr("192.0.2.2")); err != nil {
 		t.Errorf("another client behind the proxy refused: %v", err)
 	}
 }
@@ -75,9 +78,9 @@ func TestConnectionsPerAddress(t *testing.T) {
 func TestRoomsBounded(t *testing.T) {
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.MaxRooms = 2 })
-	dial(t, base, "/ws/chat/a/alice").next("history")
-	dial(t, base, "/ws/chat/b/alice").next("history")
-	dial(t, base, "/ws/chat/a/bob").next("history") // a room already served
+	wstest.Dial(t, base+"/ws/chat/a/alice").Next(chat.FrameHistory)
+	wstest.Dial(t, base+"/ws/chat/b/alice").Next(chat.FrameHistory)
+	wstest.Dial(t, base+"/ws/chat/a/bob").Next(chat.FrameHistory) // a room already served
 	res, err := http.Get(base + "/ws/chat/c/alice")
 	if err != nil {
 		t.Fatal(err)
@@ -97,8 +100,8 @@ func TestRoomsBounded(t *testing.T) {
 func TestDeadPeerClosed(t *testing.T) {
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.PingInterval, c.PingTimeout = 100*time.Millisecond, 300*time.Millisecond })
-	live := dial(t, base, "/ws/chat/lobby/alice")
-	live.next("history")
+	live := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	live.Next(chat.FrameHistory)
 
 	conn, r := rawUpgrade(t, strings.TrimPrefix(base, "http://"), "/ws/chat/lobby/ghost")
 	defer conn.Close()
@@ -119,11 +122,11 @@ func TestDeadPeerClosed(t *testing.T) {
 	if pings == 0 {
 		t.Error("closed without a ping")
 	}
-	waitFor(t, 10*time.Second, "no_pong counted", func() bool {
+	testkit.WaitFor(t, "no_pong counted", func() bool {
 		return metricOr0(t, base, `chat_gateway_disconnects_total{reason="no_pong"}`) == 1
 	})
-	live.say("still here", "c1")
-	if f := live.next("message"); f["client_id"] != "c1" {
+	live.Say("still here", "c1")
+	if f := live.Next(chat.FrameMessage); f.ClientID != "c1" {
 		t.Errorf("live client got %v", f)
 	}
 }
@@ -157,17 +160,17 @@ func TestUnknownOutcomeIsNotFailure(t *testing.T) {
 	s := natstest.Start(t)
 	proxy := newPausingProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
 	base := startGatewayVia(t, s, "nats://"+proxy.addr(), func(c *Config) { c.PublishTimeout = 200 * time.Millisecond })
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 
 	proxy.hold(true) // the gateway sends; nothing comes back
-	c.say("did it go?", "c-1")
-	f := c.next("error")
-	if f["code"] != string(chat.CodeUnconfirmed) || f["client_id"] != "c-1" {
+	c.Say("did it go?", "c-1")
+	f := c.Next(chat.FrameError)
+	if f.Code != chat.CodeUnconfirmed || f.ClientID != "c-1" {
 		t.Fatalf("got %v, want an unconfirmed error for c-1", f)
 	}
 	proxy.hold(false)
-	if m := c.next("message"); m["client_id"] != "c-1" {
+	if m := c.Next(chat.FrameMessage); m.ClientID != "c-1" {
 		t.Fatalf("got %v, want the message itself", m)
 	}
 	stored := storedMessages(t, natstest.Connect(t, s), "lobby", 1)
@@ -192,23 +195,35 @@ func TestFullStoreIsAnAlarm(t *testing.T) {
 		t.Fatal("nats-server not ready")
 	}
 	t.Cleanup(s.Shutdown)
+	// CHAT's byte bound keeps it within a store that has room for it; the
+	// store fills up when it is shared with more than it can hold. Here:
+	// a CHAT without the bound, in a 1 MiB store.
+	def := stream.ChatConfig(stream.Options{})
+	def.MaxBytes = -1
+	js, err := jetstream.New(natstest.Connect(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(context.Background(), def); err != nil {
+		t.Fatal(err)
+	}
 	base := startGateway(t, s, func(c *Config) { c.Rate, c.Burst = 1e6, 1e6 })
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 	text := strings.Repeat("x", 3000)
 	full := false
 	for i := 0; i < 1000 && !full; i++ {
-		c.say(text, fmt.Sprintf("c-%d", i))
+		c.Say(text, fmt.Sprintf("c-%d", i))
 		for {
 			f := anyFrame(c)
-			if f["type"] == "error" {
-				full = f["code"] == string(chat.CodeUnavailable) && strings.Contains(f["message"].(string), "full")
+			if f.Type == chat.FrameError {
+				full = f.Code == chat.CodeUnavailable && strings.Contains(f.Error, "full")
 				if !full {
 					t.Fatalf("got %v", f)
 				}
 				break
 			}
-			if f["type"] == "message" && f["client_id"] == fmt.Sprintf("c-%d", i) {
+			if f.Type == chat.FrameMessage && f.ClientID == fmt.Sprintf("c-%d", i) {
 				break
 			}
 		}
@@ -230,8 +245,6 @@ func TestFullStoreIsAnAlarm(t *testing.T) {
 	}
 
 	// Room again: purge the stream.
-	nc := natstest.Connect(t, s)
-	js, _ := jetstream.New(nc)
 	st, err := js.Stream(context.Background(), "CHAT")
 	if err != nil {
 		t.Fatal(err)
@@ -239,10 +252,10 @@ func TestFullStoreIsAnAlarm(t *testing.T) {
 	if err := st.Purge(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	c.say("room again", "after")
-	for f := anyFrame(c); f["client_id"] != "after"; f = c.next("") {
+	c.Say("room again", "after")
+	for f := anyFrame(c); f.ClientID != "after"; f = anyFrame(c) {
 	}
-	waitFor(t, 10*time.Second, "the alarm cleared", func() bool { return metric(t, base, "chat_gateway_store_full") == 0 })
+	testkit.WaitFor(t, "the alarm cleared", func() bool { return metric(t, base, "chat_gateway_store_full") == 0 })
 }
 
 // pausingProxy forwards TCP to a NATS server and can hold what the server
@@ -330,7 +343,7 @@ func startGatewayVia(t *testing.T, s *server.Server, url string, tweak func(*Con
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, nc, ln, testLogger(t)) }()
+	go func() { done <- Serve(ctx, cfg, nc, ln, testkit.Logger(t)) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -340,7 +353,7 @@ func startGatewayVia(t *testing.T, s *server.Server, url string, tweak func(*Con
 		}
 	})
 	base := "http://" + ln.Addr().String()
-	waitFor(t, 10*time.Second, "gateway ready", func() bool {
+	testkit.WaitFor(t, "gateway ready", func() bool {
 		res, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false
@@ -352,18 +365,8 @@ func startGatewayVia(t *testing.T, s *server.Server, url string, tweak func(*Con
 }
 
 // anyFrame is the client's next frame, whatever its type.
-func anyFrame(c *wsClient) map[string]any {
-	c.t.Helper()
-	select {
-	case f, ok := <-c.frames:
-		if !ok {
-			c.t.Fatalf("connection closed: %v", <-c.closed)
-		}
-		return f
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no frame within 10s")
-	}
-	return nil
+func anyFrame(c *wstest.Client) chat.ServerFrame {
+	return c.NextMatch("a frame", func(chat.ServerFrame) bool { return true })
 }
 
 // metricOr0 is metric, or 0 while the series does not exist yet.

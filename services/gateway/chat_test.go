@@ -6,80 +6,87 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 func TestTwoClientsOneRoom(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
-	alice := dial(t, base, "/ws/chat/a-b_c/alice")
-	bob := dial(t, base, "/ws/chat/a-b_c/bob")
-	other := dial(t, base, "/ws/chat/other/carol")
-	for _, c := range []*wsClient{alice, bob, other} {
-		c.next("history")
+	alice := wstest.Dial(t, base+"/ws/chat/a-b_c/alice")
+	bob := wstest.Dial(t, base+"/ws/chat/a-b_c/bob")
+	other := wstest.Dial(t, base+"/ws/chat/other/carol")
+	for _, c := range []*wstest.Client{alice, bob, other} {
+		c.Next(chat.FrameHistory)
 	}
 
 	for i := range 5 {
-		alice.say(fmt.Sprintf("from alice %d", i), fmt.Sprintf("a%d", i))
-		bob.say(fmt.Sprintf("from bob %d", i), fmt.Sprintf("b%d", i))
+		alice.Say(fmt.Sprintf("from alice %d", i), fmt.Sprintf("a%d", i))
+		bob.Say(fmt.Sprintf("from bob %d", i), fmt.Sprintf("b%d", i))
 	}
 	var seen [2][]string
-	for i, c := range []*wsClient{alice, bob} {
+	for i, c := range []*wstest.Client{alice, bob} {
 		var last uint64
 		for range 10 {
-			f := c.next("message")
-			if seq := seqOf(f); seq <= last {
-				t.Errorf("client %d: seq %d after %d", i, seq, last)
+			f := c.Next(chat.FrameMessage)
+			if f.Seq <= last {
+				t.Errorf("client %d: seq %d after %d", i, f.Seq, last)
 			} else {
-				last = seq
+				last = f.Seq
 			}
-			if f["room"] != "a-b_c" || f["kind"] != "user" || f["ts"] == "" {
-				t.Errorf("bad message frame %v", f)
+			if f.Room != "a-b_c" || f.Kind != chat.KindUser || f.TS.IsZero() {
+				t.Errorf("bad message frame %+v", f)
 			}
-			seen[i] = append(seen[i], fmt.Sprintf("%v:%v:%v", f["seq"], f["user"], f["text"]))
+			seen[i] = append(seen[i], fmt.Sprintf("%d:%s:%s", f.Seq, f.User, f.Text))
 		}
 	}
 	if strings.Join(seen[0], ",") != strings.Join(seen[1], ",") {
 		t.Errorf("clients saw different orders:\n%v\n%v", seen[0], seen[1])
 	}
-	other.none("message", 300*time.Millisecond)
+	// The other room's first message is one said there after all of the
+	// above was stored: nothing of a-b_c came before it.
+	other.Say("barrier", "o1")
+	if f := other.Next(chat.FrameMessage); f.Text != "barrier" {
+		t.Errorf("the other room got %+v", f)
+	}
 }
 
 func TestOwnMessageCarriesClientID(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
-	alice := dial(t, base, "/ws/chat/lobby/alice")
-	bob := dial(t, base, "/ws/chat/lobby/bob")
-	alice.next("history")
-	bob.next("history")
-	alice.say("hello", "client-123")
-	for _, c := range []*wsClient{alice, bob} {
-		f := c.next("message")
-		if f["client_id"] != "client-123" || f["user"] != "alice" || f["text"] != "hello" {
-			t.Errorf("got %v", f)
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	bob := wstest.Dial(t, base+"/ws/chat/lobby/bob")
+	alice.Next(chat.FrameHistory)
+	bob.Next(chat.FrameHistory)
+	alice.Say("hello", "client-123")
+	for _, c := range []*wstest.Client{alice, bob} {
+		f := c.Next(chat.FrameMessage)
+		if f.ClientID != "client-123" || f.User != "alice" || f.Text != "hello" {
+			t.Errorf("got %+v", f)
 		}
 	}
 }
 
 func TestPlainNATSInterop(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 
 	// nats pub chat.room.lobby '{"user":"ops","text":"hello"}'
 	if err := nc.Publish(chat.RoomSubject("lobby"), []byte(`{"user":"ops","text":"hello"}`)); err != nil {
 		t.Fatal(err)
 	}
-	f := c.next("message")
-	if f["user"] != "ops" || f["text"] != "hello" || f["kind"] != "user" || seqOf(f) == 0 {
-		t.Errorf("got %v", f)
+	f := c.Next(chat.FrameMessage)
+	if f.User != "ops" || f.Text != "hello" || f.Kind != chat.KindUser || f.Seq == 0 {
+		t.Errorf("got %+v", f)
 	}
 
 	// nats sub 'chat.>' sees what browsers send.
@@ -88,8 +95,8 @@ func TestPlainNATSInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	c.say("from the browser", "x1")
-	m, err := sub.NextMsg(5 * time.Second)
+	c.Say("from the browser", "x1")
+	m, err := sub.NextMsg(testkit.Deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,25 +110,27 @@ func TestPlainNATSInterop(t *testing.T) {
 }
 
 func TestTwoGateways(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base1 := startGateway(t, s, nil)
 	base2 := startGateway(t, s, nil)
-	alice := dial(t, base1, "/ws/chat/lobby/alice")
-	bob := dial(t, base2, "/ws/chat/lobby/bob")
-	alice.next("history")
-	bob.next("history")
-	alice.say("hi bob", "a1")
-	if f := bob.next("message"); f["text"] != "hi bob" {
-		t.Errorf("bob got %v", f)
+	alice := wstest.Dial(t, base1+"/ws/chat/lobby/alice")
+	bob := wstest.Dial(t, base2+"/ws/chat/lobby/bob")
+	alice.Next(chat.FrameHistory)
+	bob.Next(chat.FrameHistory)
+	alice.Say("hi bob", "a1")
+	if f := bob.Next(chat.FrameMessage); f.Text != "hi bob" {
+		t.Errorf("bob got %+v", f)
 	}
-	bob.say("hi alice", "b1")
-	alice.next("message") // her own
-	if f := alice.next("message"); f["text"] != "hi alice" {
-		t.Errorf("alice got %v", f)
+	bob.Say("hi alice", "b1")
+	alice.Next(chat.FrameMessage) // her own
+	if f := alice.Next(chat.FrameMessage); f.Text != "hi alice" {
+		t.Errorf("alice got %+v", f)
 	}
 }
 
 func TestInvalidNamesRefused(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
@@ -162,8 +171,14 @@ func TestInvalidNamesRefused(t *testing.T) {
 			}
 		})
 	}
-	if _, err := spy.NextMsg(200 * time.Millisecond); err != nats.ErrTimeout {
-		t.Errorf("something reached NATS: %v", err)
+	// The requests are answered, so whatever they sent is on the server
+	// before this barrier: it must be the first message the spy sees.
+	const barrier = "test.barrier"
+	if err := nc.Publish(barrier, nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := spy.NextMsg(testkit.Deadline); err != nil || m.Subject != barrier {
+		t.Errorf("something reached NATS before the barrier: %v %v", m, err)
 	}
 	if got := s.NumSubscriptions(); got != subsBefore {
 		t.Errorf("subscriptions went from %d to %d", subsBefore, got)
@@ -171,6 +186,7 @@ func TestInvalidNamesRefused(t *testing.T) {
 }
 
 func TestRoomPageServed(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	for _, path := range []string{"/", "/chat/lobby/alice", "/static/room.js", "/healthz"} {

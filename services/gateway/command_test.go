@@ -4,41 +4,52 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 func TestCommandWithoutBot(t *testing.T) {
+	t.Parallel()
+	// No-responders answers at once. The bot timeout is far beyond the
+	// test's deadline, so an answer that waited for it never comes.
 	s := natstest.Start(t)
-	base := startGateway(t, s, func(c *Config) { c.BotTimeout = 5 * time.Second })
+	base := startGateway(t, s, func(c *Config) { c.BotTimeout = time.Hour })
 	nc := natstest.Connect(t, s)
-	spy, _ := nc.SubscribeSync(chat.RoomSubject("lobby"))
+	spy, err := nc.SubscribeSync(chat.RoomSubject("lobby"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	nc.Flush()
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
-	start := time.Now()
-	c.say("/now", "c1")
-	f := c.next("error")
-	if f["code"] != "bot_unavailable" || f["client_id"] != "c1" {
-		t.Errorf("got %v", f)
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
+	c.Say("/now", "c1")
+	f := c.Next(chat.FrameError)
+	if f.Code != chat.CodeBotUnavailable || f.ClientID != "c1" || !strings.Contains(f.Error, "no bot is running") {
+		t.Errorf("got %+v, want bot_unavailable for c1 because no bot is running", f)
 	}
-	// No-responders answers at once; a timeout would take the full 5s.
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("bot_unavailable took %v", d)
+	if got := metric(t, base, `chat_gateway_commands_total{outcome="no_bot"}`); got != 1 {
+		t.Errorf("no_bot commands = %v, want 1", got)
 	}
-	if m, err := spy.NextMsg(200 * time.Millisecond); err == nil {
-		t.Errorf("command line was published to the room: %s", m.Data)
+	// A message said after the error is the first one in the room: the
+	// command line was not published.
+	c.Say("after the command", "c2")
+	if m, err := spy.NextMsg(testkit.Deadline); err != nil || !strings.Contains(string(m.Data), "after the command") {
+		t.Errorf("first message in the room: %v %v, want the one after the command", m, err)
 	}
 }
 
 // TestCommandRepliesArePrivate runs a stand-in bot on bot.cmd: errors and
 // notices go to the sender only, and the command line is never broadcast.
 func TestCommandRepliesArePrivate(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
@@ -59,18 +70,18 @@ func TestCommandRepliesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	alice := dial(t, base, "/ws/chat/lobby/alice")
-	bob := dial(t, base, "/ws/chat/lobby/bob")
-	alice.next("history")
-	bob.next("history")
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	bob := wstest.Dial(t, base+"/ws/chat/lobby/bob")
+	alice.Next(chat.FrameHistory)
+	bob.Next(chat.FrameHistory)
 
-	alice.say("/nope", "c1")
-	if f := alice.next("error"); f["code"] != "unknown_command" || f["client_id"] != "c1" {
-		t.Errorf("got %v", f)
+	alice.Say("/nope", "c1")
+	if f := alice.Next(chat.FrameError); f.Code != chat.CodeUnknownCommand || f.ClientID != "c1" {
+		t.Errorf("got %+v", f)
 	}
-	alice.say("/help", "c2")
-	if f := alice.next("notice"); f["text"] != "/now  the time" || f["client_id"] != "c2" || len(f["commands"].([]any)) != 1 {
-		t.Errorf("got %v", f)
+	alice.Say("/help", "c2")
+	if f := alice.Next(chat.FrameNotice); f.Text != "/now  the time" || f.ClientID != "c2" || len(f.Commands) != 1 {
+		t.Errorf("got %+v", f)
 	}
 	for range 2 {
 		got = append(got, <-reqs)
@@ -78,12 +89,18 @@ func TestCommandRepliesArePrivate(t *testing.T) {
 	if got[0].Room != "lobby" || got[0].User != "alice" || got[0].Text != "/nope" || got[0].ID == "" {
 		t.Errorf("bot request %+v", got[0])
 	}
-	bob.none("error", 200*time.Millisecond)
-	bob.none("notice", 10*time.Millisecond)
-	bob.none("message", 10*time.Millisecond)
+	// Alice's next message reaches bob after anything her commands could
+	// have sent him.
+	alice.Say("barrier", "c3")
+	for _, f := range bob.Until("alice's barrier message", func(f chat.ServerFrame) bool { return f.Text == "barrier" }) {
+		if f.Type != chat.FramePresence {
+			t.Errorf("bob got %+v before alice's next message", f)
+		}
+	}
 }
 
 func TestAPIWithoutHistory(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	tests := []struct {
@@ -116,6 +133,7 @@ func TestAPIWithoutHistory(t *testing.T) {
 // TestAPIThroughHistory answers history.room.lobby with a stand-in
 // responder: the gateway passes the request and the reply through.
 func TestAPIThroughHistory(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestFrameSentWithTheUpgradeIsRead: a client that writes its first frame

@@ -24,9 +24,7 @@ import (
 // gateway watches it (streamWatch) to resynchronise its rooms.
 
 // epochOf names a stream's sequence space by its creation time.
-func epochOf(info *jetstream.StreamInfo) string {
-	return info.Created.UTC().Format(time.RFC3339Nano)
-}
+func epochOf(info *jetstream.StreamInfo) int64 { return chat.EpochOf(info.Created) }
 
 // streamWatch polls the CHAT stream: it re-creates a missing stream (with
 // the same definition, never changing an existing one), notices when the
@@ -38,9 +36,9 @@ type streamWatch struct {
 	every time.Duration
 	log   *slog.Logger
 	// onReset is called, on the watch goroutine, when the epoch changes.
-	onReset func(epoch string)
+	onReset func(epoch int64)
 
-	epoch atomic.Pointer[string]
+	epoch atomic.Int64
 	last  atomic.Uint64 // the stream's last sequence, as last seen or verified
 	soon  chan struct{}
 	done  chan struct{}
@@ -49,8 +47,7 @@ type streamWatch struct {
 
 func newStreamWatch(js jetstream.JetStream, def jetstream.StreamConfig, info *jetstream.StreamInfo, log *slog.Logger) *streamWatch {
 	w := &streamWatch{js: js, def: def, every: 2 * time.Second, log: log, soon: make(chan struct{}, 1), done: make(chan struct{})}
-	e := epochOf(info)
-	w.epoch.Store(&e)
+	w.epoch.Store(epochOf(info))
 	w.last.Store(info.State.LastSeq)
 	return w
 }
@@ -81,7 +78,7 @@ func (w *streamWatch) reaches(ctx context.Context, seq uint64) bool {
 }
 
 // current is the epoch of the stream as last seen.
-func (w *streamWatch) current() string { return *w.epoch.Load() }
+func (w *streamWatch) current() int64 { return w.epoch.Load() }
 
 // checkSoon asks for a look at the stream now rather than at the next poll:
 // a room saw a sequence going backwards.
@@ -140,7 +137,7 @@ func (w *streamWatch) check() {
 	w.raise(info.State.LastSeq)
 	if e := epochOf(info); e != w.current() {
 		w.log.Warn("CHAT stream started over: resynchronising rooms", "epoch", e, "was", w.current())
-		w.epoch.Store(&e)
+		w.epoch.Store(e)
 		w.last.Store(info.State.LastSeq)
 		w.onReset(e)
 	}

@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 // TestStreamStartsOver: the CHAT stream is deleted under a running chat.
@@ -24,44 +26,44 @@ func TestStreamStartsOver(t *testing.T) {
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
-	alice := dial(t, base, "/ws/chat/lobby/alice")
-	h := alice.next("history")
-	oldEpoch := h["epoch"].(string)
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	h := alice.Next(chat.FrameHistory)
+	oldEpoch := h.Epoch
 	publishN(t, nc, "lobby", 0, 20)
 	var oldLast uint64
 	for range 20 {
-		oldLast = seqOf(alice.next("message"))
+		oldLast = alice.Next(chat.FrameMessage).Seq
 	}
 
 	if _, err := nc.Request("$JS.API.STREAM.DELETE.CHAT", nil, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the gateway re-creates CHAT", func() bool {
+	testkit.WaitFor(t, "the gateway re-creates CHAT", func() bool {
 		m, err := nc.Request("$JS.API.STREAM.INFO.CHAT", nil, time.Second)
 		return err == nil && m.Header.Get("Nats-Service-Error-Code") == "" && len(m.Data) > 0 && !hasAPIError(m)
 	})
 
-	f := alice.next("history")
-	if f["reset"] != true || f["epoch"] == oldEpoch || f["epoch"] == "" {
+	f := alice.Next(chat.FrameHistory)
+	if !f.Reset || f.Epoch == 0 || f.Epoch == oldEpoch {
 		t.Fatalf("after the stream started over: %v, want a reset with a new epoch", f)
 	}
 	// Sending works again, and the room delivers the new stream's messages.
-	alice.say("after the reset", "c-1")
-	if m := alice.next("message"); m["client_id"] != "c-1" || seqOf(m) >= oldLast {
+	alice.Say("after the reset", "c-1")
+	if m := alice.Next(chat.FrameMessage); m.ClientID != "c-1" || m.Seq >= oldLast {
 		t.Fatalf("got %v, want c-1 with a seq of the new stream", m)
 	}
 	publishN(t, nc, "lobby", 100, 5)
 	for i := range 5 {
-		if m := alice.next("message"); m["text"] != fmt.Sprintf("m%d", 100+i) {
+		if m := alice.Next(chat.FrameMessage); m.Text != fmt.Sprintf("m%d", 100+i) {
 			t.Fatalf("message %d: got %v", i, m)
 		}
 	}
 
 	// A browser that was away resumes with the old stream's seq and epoch.
-	bob := dial(t, base, "/ws/chat/lobby/bob?since="+strconv.FormatUint(oldLast, 10)+"&epoch="+oldEpoch)
-	r := bob.next("history")
-	if r["reset"] != true || len(texts(r)) != 6 {
-		t.Fatalf("resume across the reset: reset %v, %d messages %v; want a reset with the 6 new messages", r["reset"], len(texts(r)), texts(r))
+	bob := wstest.Dial(t, base+"/ws/chat/lobby/bob?since="+strconv.FormatUint(oldLast, 10)+"&epoch="+strconv.FormatInt(oldEpoch, 10))
+	r := bob.Next(chat.FrameHistory)
+	if !r.Reset || len(texts(r)) != 6 {
+		t.Fatalf("resume across the reset: reset %v, %d messages %v; want a reset with the 6 new messages", r.Reset, len(texts(r)), texts(r))
 	}
 }
 
@@ -80,10 +82,10 @@ func TestForgedFeedSequenceIgnored(t *testing.T) {
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
 	nc := natstest.Connect(t, s)
-	alice := dial(t, base, "/ws/chat/lobby/alice")
-	alice.next("history")
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	alice.Next(chat.FrameHistory)
 	publishN(t, nc, "lobby", 0, 1)
-	last := seqOf(alice.next("message"))
+	last := alice.Next(chat.FrameMessage).Seq
 
 	forged := nats.NewMsg(chat.FeedSubject("lobby"))
 	forged.Header.Set(jetstream.SequenceHeader, "999999999")
@@ -94,8 +96,8 @@ func TestForgedFeedSequenceIgnored(t *testing.T) {
 	}
 	publishN(t, nc, "lobby", 1, 3)
 	for i := range 3 {
-		m := alice.next("message")
-		if m["text"] != fmt.Sprintf("m%d", 1+i) {
+		m := alice.Next(chat.FrameMessage)
+		if m.Text != fmt.Sprintf("m%d", 1+i) {
 			t.Fatalf("got %v, want m%d (the forged message must not arrive)", m, 1+i)
 		}
 	}
@@ -103,8 +105,8 @@ func TestForgedFeedSequenceIgnored(t *testing.T) {
 		t.Errorf("forged feed messages counted: %v, want 1", got)
 	}
 	// A new joiner gets the real messages.
-	bob := dial(t, base, "/ws/chat/lobby/bob")
-	if got := texts(bob.next("history")); len(got) != 4 || got[3] != "m3" {
+	bob := wstest.Dial(t, base+"/ws/chat/lobby/bob")
+	if got := texts(bob.Next(chat.FrameHistory)); len(got) != 4 || got[3] != "m3" {
 		t.Errorf("joiner got %v", got)
 	}
 }

@@ -1,5 +1,13 @@
 // Package gateway bridges browser WebSockets to NATS subjects and serves the
 // web UI and the HTTP API. It talks to the other services only through NATS.
+//
+// A room on a gateway is three parts with one owner each: its feed
+// (feed.go, a goroutine that sequences the room's messages and fills
+// gaps), its members (members.go, the registry and fan-out under one
+// mutex) and its presence (presence.go, a goroutine). join.go decides
+// what a connecting client gets before live messages; client.go queues
+// and writes; close.go names why a connection ended. docs/ARCHITECTURE.md
+// follows a message through these files.
 package gateway
 
 import (
@@ -10,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path"
 	"sync"
 	"time"
 
@@ -22,12 +31,18 @@ import (
 	"github.com/natschat/chat/shared/stream"
 )
 
+// Prefix is the prefix of the gateway's variables: GATEWAY_ADDR, ...
+const Prefix = "GATEWAY"
+
 // Config is the gateway's configuration, read from GATEWAY_* variables.
 type Config struct {
 	natsconn.Config
 	config.Log
+	stream.Settings
 
-	Addr string `default:":8080" desc:"HTTP listen address"`
+	// Addr is localhost by default, so a development run is not reachable
+	// from the network; the containers set :8080.
+	Addr string `default:"127.0.0.1:8080" desc:"HTTP listen address (:8080 for every interface, as the containers set it)"`
 	// AllowedOrigins empty means same-origin WebSockets only.
 	AllowedOrigins   []string      `split_words:"true" desc:"origin host patterns allowed to open WebSockets besides the gateway's own host, comma-separated (e.g. chat.example.com,*.example.org); empty: same origin only"`
 	SendQueue        int           `split_words:"true" default:"256" desc:"frames queued per client before it is disconnected as too slow"`
@@ -48,7 +63,6 @@ type Config struct {
 	MaxConnsPerAddr  int           `split_words:"true" default:"64" desc:"open WebSockets one client address may have on this gateway; more are refused with 429"`
 	TrustedProxies   []string      `split_words:"true" desc:"proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address; empty: the socket's address is the client's"`
 	MaxRooms         int           `split_words:"true" default:"10000" desc:"rooms with clients this gateway serves at once; joins of further rooms are refused with 503"`
-	Replicas         int           `default:"1" desc:"replicas of the CHAT stream if the gateway creates it (3 on a NATS cluster)"`
 	ID               string        `desc:"name of this gateway instance in NATS (default: host name)"`
 	PresenceInterval time.Duration `split_words:"true" default:"10s" desc:"how often the gateway announces who is connected; a gateway silent for 3 intervals has its users dropped"`
 	Pprof            bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
@@ -62,12 +76,62 @@ type Config struct {
 	AuthTimeout   time.Duration `split_words:"true" default:"5s" desc:"how long to wait for the accounts service (sign-in, sign-up, session checks)"`
 }
 
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
+	c.Check(cfg.Addr != "", "ADDR", "must not be empty (e.g. 127.0.0.1:8080, or :8080 for every interface)")
+	for _, o := range cfg.AllowedOrigins {
+		_, err := path.Match(o, "")
+		c.Check(err == nil, "ALLOWED_ORIGINS", "has %q, not a valid host pattern", o)
+	}
+	c.Check(cfg.SendQueue >= 1, "SEND_QUEUE", "must be at least 1 (got %d)", cfg.SendQueue)
+	c.Check(cfg.SendQueueBytes >= 1024, "SEND_QUEUE_BYTES", "must be at least 1024 (got %d)", cfg.SendQueueBytes)
+	c.Check(cfg.RecentBytes >= 0, "RECENT_BYTES", "must not be negative (got %d)", cfg.RecentBytes)
+	c.Check(cfg.MaxConnsPerAddr >= 1, "MAX_CONNS_PER_ADDR", "must be at least 1 (got %d)", cfg.MaxConnsPerAddr)
+	c.Check(cfg.MaxRooms >= 1, "MAX_ROOMS", "must be at least 1 (got %d)", cfg.MaxRooms)
+	if _, err := parsePrefixes(cfg.TrustedProxies); err != nil {
+		c.Check(false, "TRUSTED_PROXIES", "%v", err)
+	}
+	c.Check(cfg.HistoryOnJoin >= 1, "HISTORY_ON_JOIN", "must be at least 1 (got %d)", cfg.HistoryOnJoin)
+	c.Check(cfg.ResumeMax >= 1, "RESUME_MAX", "must be at least 1 (got %d)", cfg.ResumeMax)
+	c.Check(cfg.PageMax >= 1, "PAGE_MAX", "must be at least 1 (got %d)", cfg.PageMax)
+	c.Check(cfg.Rate > 0, "RATE", "must be more than 0 (got %v)", cfg.Rate)
+	c.Check(cfg.Burst >= 1, "BURST", "must be at least 1 (got %d)", cfg.Burst)
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"BOT_TIMEOUT", cfg.BotTimeout},
+		{"HISTORY_TIMEOUT", cfg.HistoryTimeout},
+		{"PUBLISH_TIMEOUT", cfg.PublishTimeout},
+		{"WRITE_TIMEOUT", cfg.WriteTimeout},
+		{"SHUTDOWN_TIMEOUT", cfg.ShutdownTimeout},
+		{"PRESENCE_INTERVAL", cfg.PresenceInterval},
+		{"PING_INTERVAL", cfg.PingInterval},
+		{"PING_TIMEOUT", cfg.PingTimeout},
+	} {
+		c.Check(d.d > 0, d.name, "must be more than 0 (got %v)", d.d)
+	}
+	return c.Err()
+}
+
 // Run connects to NATS, listens on cfg.Addr and serves until ctx is done.
+// cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	return RunListener(ctx, cfg, ln, log)
+}
+
+// RunListener is Run on a listener the caller opened, so that a binary
+// running several services can report a taken port before it starts
+// anything else. It closes ln.
+func RunListener(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) error {
 	cfg.ID = cfg.instance()
 	nc, err := natsconn.Connect(cfg.Config, "gateway-"+cfg.ID, log)
 	if err != nil {
@@ -167,8 +231,10 @@ type Gateway struct {
 	stopPing chan struct{}
 }
 
-// New builds a gateway on nc, creating the CHAT stream if it does not exist.
-// While NATS is unreachable it retries until ctx is done.
+// New builds a gateway on nc. The gateway does not own the CHAT stream
+// (history does, see package stream): it creates it when it is missing, and
+// uses an existing one as it is, with a warning when it differs from the
+// definition. While NATS is unreachable it retries until ctx is done.
 func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gateway, error) {
 	cfg.ID = cfg.instance()
 	js, err := jetstream.New(nc,
@@ -180,8 +246,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	}
 	var chatStream jetstream.Stream
 	chatDef := stream.ChatConfig(stream.Options{Replicas: cfg.Replicas})
-	err = natsconn.Retry(ctx, log, "ensure CHAT stream", func(ctx context.Context) (err error) {
-		chatStream, err = stream.Ensure(ctx, js, chatDef)
+	err = natsconn.Retry(ctx, log, "CHAT stream", func(ctx context.Context) (err error) {
+		chatStream, err = stream.Use(ctx, js, chatDef, log)
 		return err
 	})
 	if err != nil {
@@ -203,11 +269,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 	if g.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("GATEWAY_TRUSTED_PROXIES: %w", err)
 	}
-	g.joiner = joiner{backlog: backlog{src: src}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax,
+	g.joiner = joiner{backlog: backlog{src: src, epoch: g.watch.current}, onJoin: cfg.HistoryOnJoin, resumeMax: cfg.ResumeMax,
 		epoch: g.watch.current, reaches: g.watch.reaches}
 	g.hub = newHub(cfg.ID, cfg.PresenceInterval, nc, src, log)
 	g.hub.watch = g.watch
-	g.watch.onReset = func(string) { g.hub.startOver() }
+	g.watch.onReset = func(int64) { g.hub.startOver() }
 	g.hub.keepRecent, g.hub.keepBytes, g.hub.maxRooms = cfg.HistoryOnJoin, cfg.RecentBytes, cfg.MaxRooms
 	g.metrics = newMetrics(g.hub)
 	g.hub.metrics = g.metrics

@@ -2,9 +2,15 @@ module github.com/natschat/chat/services/gateway
 
 go 1.26.0
 
-require github.com/natschat/chat/shared v0.0.0
+require (
+	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
+)
 
-replace github.com/natschat/chat/shared => ../../shared
+replace (
+	github.com/natschat/chat/shared => ../../shared
+	github.com/natschat/chat/shared/testkit => ../../shared/testkit
+)
 
 // The identity tests run the real accounts service in-process.
 require github.com/natschat/chat/services/accounts v0.0.0

@@ -9,13 +9,15 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestRoomsStopWithTheirLastClient: rooms acquired and released in
 // parallel leave no subscription and no goroutine behind.
 func TestRoomsStopWithTheirLastClient(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js, err := jetstream.New(nc)
@@ -26,7 +28,7 @@ func TestRoomsStopWithTheirLastClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := testLogger(t)
+	log := testkit.Logger(t)
 	src := &natsSource{nc: nc, chat: st, historyTimeout: time.Second, log: log}
 	h := newHub("gw", time.Second, nc, src, log)
 	h.feedBuffer = 16
@@ -51,7 +53,7 @@ func TestRoomsStopWithTheirLastClient(t *testing.T) {
 	go func() { h.wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testkit.Deadline):
 		t.Error("a room goroutine is still running")
 	}
 }

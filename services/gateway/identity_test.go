@@ -12,7 +12,7 @@ import (
 
 	"github.com/natschat/chat/services/accounts"
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestRegisteredNameNeedsItsSession: the page of a registered name loads
@@ -174,7 +174,7 @@ func TestSessionOnEveryGateway(t *testing.T) {
 // still good, and a registered name still protected.
 func TestSessionsSurviveRestarts(t *testing.T) {
 	natsDir, accountsDir := t.TempDir(), t.TempDir()
-	s := natstest.StartDir(t, natsDir)
+	s := natstest.StartWith(t, natstest.Options{StoreDir: natsDir})
 	acc := startAccounts(t, s, accountsDir, nil)
 	gw := startIDGateway(t, s, nil)
 	token := newPage(t).register(gw.base, "alice", password)
@@ -185,7 +185,7 @@ func TestSessionsSurviveRestarts(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 
-	s = natstest.StartDir(t, natsDir)
+	s = natstest.StartWith(t, natstest.Options{StoreDir: natsDir})
 	startAccounts(t, s, accountsDir, nil)
 	gw = startIDGateway(t, s, nil)
 	c := connect(t, gw.base, "/ws/chat/lobby/alice", cookieHeader(token))

@@ -30,7 +30,7 @@ type joiner struct {
 	// epoch is the stream's current epoch; reaches reports whether the
 	// stream has got as far as a seq (a resume beyond it comes from
 	// another epoch).
-	epoch   func() string
+	epoch   func() int64
 	reaches func(ctx context.Context, seq uint64) bool
 	// onJoin is how many messages a fresh join gets; resumeMax the most a
 	// resume carries before it becomes a reset.
@@ -42,7 +42,7 @@ type joiner struct {
 type position struct {
 	since  uint64
 	resume bool
-	epoch  string // empty: not given (older clients)
+	epoch  int64 // 0: not given (older clients)
 }
 
 // subscribe runs the join handshake for c, which is to receive the room's
@@ -73,7 +73,7 @@ func (r *room) subscribe(ctx context.Context, c *client, j joiner, p position) e
 func (j joiner) first(ctx context.Context, room string, p position, upTo uint64, recent []chat.Message) (chat.HistoryFrame, error) {
 	f := chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}, Epoch: j.epoch()}
 	since, resume := p.since, p.resume
-	if resume && (p.epoch != "" && p.epoch != f.Epoch || p.epoch == "" && !j.reaches(ctx, since)) {
+	if resume && (p.epoch != 0 && p.epoch != f.Epoch || p.epoch == 0 && !j.reaches(ctx, since)) {
 		// The seq is of a stream that has since started over.
 		resume, f.Reset = false, true
 	}

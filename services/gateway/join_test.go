@@ -22,6 +22,7 @@ type fakeSource struct {
 	has, storedThrough uint64
 	historyDown        bool
 	streamDown         bool
+	epoch              int64 // of history's answers (0: none given)
 
 	historyCalls int
 	streamRead   int // messages handed out by streamEach
@@ -57,7 +58,7 @@ func (s *fakeSource) history(_ context.Context, _ string, req chat.HistoryReques
 	case more:
 		rows = rows[len(rows)-limit:]
 	}
-	return chat.HistoryResponse{Messages: rows, HasMore: more, StoredThrough: s.storedThrough}, nil
+	return chat.HistoryResponse{Messages: rows, HasMore: more, StoredThrough: s.storedThrough, Epoch: s.epoch}, nil
 }
 
 func (s *fakeSource) streamEach(_ context.Context, _ string, from, to uint64, each func([]chat.Message, uint64) error) error {
@@ -120,14 +121,17 @@ func TestJoinerFirst(t *testing.T) {
 		setup  func(s *fakeSource) (recent []chat.Message, upTo uint64)
 		since  uint64
 		resume bool
-		epoch  string // the client's; "e2" (the current one) when empty; "-" for none
+		epoch  int64 // the client's; 2 (the current one) when 0; -1 for none
 
-		want        []uint64
-		hasMore     bool
-		reset       bool
-		wantErr     bool
-		noSource    bool // answered from recent: no history call, no stream read
-		maxReadFrom int  // at most this many messages read from the stream (0: not checked)
+		want     []uint64
+		hasMore  bool
+		reset    bool
+		wantErr  bool
+		noSource bool // answered from recent: no history call, no stream read
+		// historyIgnored: history answered, but every message came from
+		// the stream.
+		historyIgnored bool
+		maxReadFrom    int // at most this many messages read from the stream (0: not checked)
 	}{
 		{
 			name:  "fresh join served from recent",
@@ -184,7 +188,7 @@ func TestJoinerFirst(t *testing.T) {
 			setup:  func(s *fakeSource) ([]chat.Message, uint64) { return recentOf(s, 100), s.last() },
 			since:  8970,
 			resume: true,
-			epoch:  "e1",
+			epoch:  1,
 			want:   seqs(8853, 9000), hasMore: true, reset: true,
 		},
 		{
@@ -192,7 +196,7 @@ func TestJoinerFirst(t *testing.T) {
 			setup:  func(s *fakeSource) ([]chat.Message, uint64) { return recentOf(s, 100), s.last() },
 			since:  50_000,
 			resume: true,
-			epoch:  "-",
+			epoch:  -1,
 			want:   seqs(8853, 9000), hasMore: true, reset: true,
 		},
 		{
@@ -200,7 +204,7 @@ func TestJoinerFirst(t *testing.T) {
 			setup:  func(s *fakeSource) ([]chat.Message, uint64) { return recentOf(s, 100), s.last() },
 			since:  8970,
 			resume: true,
-			epoch:  "-",
+			epoch:  -1,
 			want:   seqs(8973, 9000), noSource: true,
 		},
 		{
@@ -275,6 +279,14 @@ func TestJoinerFirst(t *testing.T) {
 			want:   seqs(8802, 8850),
 		},
 		{
+			name: "history still in the stream's previous epoch: the stream answers",
+			setup: func(s *fakeSource) ([]chat.Message, uint64) {
+				s.epoch = 1
+				return nil, s.last()
+			},
+			want: seqs(8853, 9000), hasMore: true, historyIgnored: true,
+		},
+		{
 			name: "history and stream down",
 			setup: func(s *fakeSource) ([]chat.Message, uint64) {
 				s.historyDown, s.streamDown = true, true
@@ -287,14 +299,14 @@ func TestJoinerFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newFakeSource(3000)
 			recent, upTo := tc.setup(src)
-			j := joiner{backlog: backlog{src: src}, onJoin: onJoin, resumeMax: resumeMax,
-				epoch: func() string { return "e2" }, reaches: func(_ context.Context, seq uint64) bool { return seq <= src.last() }}
+			j := joiner{backlog: backlog{src: src, epoch: func() int64 { return 2 }}, onJoin: onJoin, resumeMax: resumeMax,
+				epoch: func() int64 { return 2 }, reaches: func(_ context.Context, seq uint64) bool { return seq <= src.last() }}
 			epoch := tc.epoch
 			switch {
-			case epoch == "-":
-				epoch = ""
-			case epoch == "" && tc.resume:
-				epoch = "e2"
+			case epoch == -1:
+				epoch = 0
+			case epoch == 0 && tc.resume:
+				epoch = 2
 			}
 			f, err := j.first(context.Background(), "r", position{since: tc.since, resume: tc.resume, epoch: epoch}, upTo, recent)
 			if tc.wantErr {
@@ -317,14 +329,17 @@ func TestJoinerFirst(t *testing.T) {
 					t.Errorf("seq %d came from the stream although stored", m.Seq)
 				}
 			}
-			if f.Epoch != "e2" {
-				t.Errorf("epoch %q, want e2", f.Epoch)
+			if f.Epoch != 2 {
+				t.Errorf("epoch %d, want 2", f.Epoch)
 			}
 			if f.HasMore != tc.hasMore || f.Reset != tc.reset {
 				t.Errorf("has_more %v reset %v, want %v %v", f.HasMore, f.Reset, tc.hasMore, tc.reset)
 			}
 			if tc.noSource && (src.historyCalls > 0 || src.streamRead > 0) {
 				t.Errorf("%d history calls and %d stream reads, want none", src.historyCalls, src.streamRead)
+			}
+			if tc.historyIgnored && (src.historyCalls == 0 || src.streamRead < len(tc.want)) {
+				t.Errorf("%d history calls, %d messages read from the stream: want history asked and ignored", src.historyCalls, src.streamRead)
 			}
 			if tc.maxReadFrom > 0 && src.streamRead > tc.maxReadFrom {
 				t.Errorf("read %d messages from the stream for a join of %d", src.streamRead, onJoin)

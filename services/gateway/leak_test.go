@@ -13,8 +13,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestNoGoroutineOutlivesClose runs a gateway with clients doing all they
@@ -48,14 +49,14 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 	cfg := testConfig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, cfg, nc, ln, testLogger(t)) }()
+	go func() { served <- Serve(ctx, cfg, nc, ln, testkit.Logger(t)) }()
 	base := "ws://" + ln.Addr().String()
 	httpc := &http.Client{Transport: &http.Transport{}}
 
 	dial := func(path string) *websocket.Conn {
 		t.Helper()
 		var c *websocket.Conn
-		waitFor(t, 10*time.Second, "websocket "+path, func() bool {
+		testkit.WaitFor(t, "websocket "+path, func() bool {
 			dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer dcancel()
 			c, _, err = websocket.Dial(dctx, base+path, &websocket.DialOptions{HTTPClient: httpc})

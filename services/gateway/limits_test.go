@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,19 +13,22 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 func TestBadFramesKeepSocketOpen(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 
 	tests := []struct {
 		name  string
 		frame string
-		code  string
+		code  chat.Code
 	}{
 		{"empty text", `{"type":"message","text":""}`, "invalid"},
 		{"blank text", `{"type":"message","text":"  \n "}`, "invalid"},
@@ -38,82 +40,75 @@ func TestBadFramesKeepSocketOpen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := c.conn.Write(ctx, websocket.MessageText, []byte(tt.frame)); err != nil {
-				t.Fatal(err)
-			}
-			f := c.next("error")
-			if f["code"] != tt.code || f["message"] == "" {
-				t.Errorf("got %v, want code %s with a message", f, tt.code)
+			c.SendRaw(websocket.MessageText, []byte(tt.frame))
+			f := c.Next(chat.FrameError)
+			if f.Code != tt.code || f.Error == "" {
+				t.Errorf("got %+v, want code %s with a message", f, tt.code)
 			}
 		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.conn.Write(ctx, websocket.MessageBinary, []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if f := c.next("error"); f["code"] != "invalid" {
-		t.Errorf("binary frame: got %v", f)
+	c.SendRaw(websocket.MessageBinary, []byte("x"))
+	if f := c.Next(chat.FrameError); f.Code != chat.CodeInvalid {
+		t.Errorf("binary frame: got %+v", f)
 	}
 	// The longest valid message still goes through, on the same socket.
 	long := strings.Repeat("é", chat.MaxTextLen)
-	c.say(long, "ok")
-	if f := c.next("message"); f["text"] != long {
+	c.Say(long, "ok")
+	if f := c.Next(chat.FrameMessage); f.Text != long {
 		t.Error("4,000-character message not delivered after the errors")
 	}
 }
 
 func TestOversizedFrameClosesWith1009(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	big := `{"type":"message","text":"` + strings.Repeat("x", 70<<10) + `"}`
-	_ = c.conn.Write(ctx, websocket.MessageText, []byte(big))
-	select {
-	case err := <-c.closed:
-		if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
-			t.Errorf("close status %v (%v), want 1009", got, err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("socket not closed after an oversized frame")
+	_ = c.Conn.Write(ctx, websocket.MessageText, []byte(big)) // the server may close before it has read it all
+	err := c.WaitClosed()
+	if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
+		t.Errorf("close status %v (%v), want 1009", got, err)
 	}
 }
 
 func TestRateLimited(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.Rate, c.Burst = 1, 3 })
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 	for i := range 6 {
-		c.say(fmt.Sprint("m", i), fmt.Sprint(i))
+		c.Say(fmt.Sprint("m", i), fmt.Sprint(i))
 	}
-	if f := c.next("error"); f["code"] != "rate_limited" {
-		t.Errorf("got %v", f)
+	if f := c.Next(chat.FrameError); f.Code != chat.CodeRateLimited {
+		t.Errorf("got %+v", f)
 	}
 }
 
 func TestCrossOriginRefused(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, nil)
-	_, err := tryDial(t, base, "/ws/chat/lobby/alice", http.Header{"Origin": {"https://evil.example"}})
-	if err == nil {
+	dial := func(base, origin string) error {
+		_, err := wstest.DialHeader(t, base+"/ws/chat/lobby/alice", http.Header{"Origin": {origin}})
+		return err
+	}
+	if err := dial(base, "https://evil.example"); err == nil {
 		t.Fatal("cross-origin upgrade accepted")
 	}
-	same := base
-	if _, err := tryDial(t, base, "/ws/chat/lobby/alice", http.Header{"Origin": {same}}); err != nil {
+	if err := dial(base, base); err != nil {
 		t.Errorf("same-origin upgrade refused: %v", err)
 	}
 
 	allowed := startGateway(t, s, func(c *Config) { c.AllowedOrigins = []string{"app.example"} })
-	if _, err := tryDial(t, allowed, "/ws/chat/lobby/alice", http.Header{"Origin": {"https://app.example"}}); err != nil {
+	if err := dial(allowed, "https://app.example"); err != nil {
 		t.Errorf("allowed origin refused: %v", err)
 	}
-	if _, err := tryDial(t, allowed, "/ws/chat/lobby/alice", http.Header{"Origin": {"https://evil.example"}}); err == nil {
+	if err := dial(allowed, "https://evil.example"); err == nil {
 		t.Error("origin outside the allowed list accepted")
 	}
 }
@@ -121,17 +116,19 @@ func TestCrossOriginRefused(t *testing.T) {
 // TestStalledReaderDisconnected: a client that stops reading fills its send
 // queue and is disconnected, while the others in the room get every message.
 func TestStalledReaderDisconnected(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.SendQueue = 128 })
 	nc := natstest.Connect(t, s)
 
+	// A raw socket: the test client would read it in the background.
 	stalled, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(base, "http")+"/ws/chat/lobby/stalled", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stalled.CloseNow()
-	reader := dial(t, base, "/ws/chat/lobby/reader")
-	reader.next("history")
+	reader := wstest.Dial(t, base+"/ws/chat/lobby/reader")
+	reader.Next(chat.FrameHistory)
 
 	// Enough bytes to fill the socket buffers of the stalled client, in
 	// rounds the reading client keeps up with.
@@ -146,9 +143,9 @@ func TestStalledReaderDisconnected(t *testing.T) {
 			}
 		}
 		for i := range perRound {
-			f := reader.next("message")
-			if want := fmt.Sprint(r*perRound+i, " "); !strings.HasPrefix(f["text"].(string), want) {
-				t.Fatalf("message %d: got %.20s", r*perRound+i, f["text"])
+			f := reader.Next(chat.FrameMessage)
+			if want := fmt.Sprint(r*perRound+i, " "); !strings.HasPrefix(f.Text, want) {
+				t.Fatalf("message %d: got %.20s", r*perRound+i, f.Text)
 			}
 		}
 	}
@@ -158,7 +155,7 @@ func TestStalledReaderDisconnected(t *testing.T) {
 	// Now read the stalled socket: after what was buffered, the server has
 	// closed it: with a policy-violation close frame when the frame still
 	// fit in the socket buffer, else by dropping the TCP connection.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	stalled.SetReadLimit(1 << 20)
 	got := 0
@@ -192,18 +189,19 @@ func TestStalledReaderDisconnected(t *testing.T) {
 // TestStoreFailureReported: when JetStream cannot store a message, the
 // sender gets an error frame naming the message, and the socket stays open.
 func TestStoreFailureReported(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.PublishTimeout = time.Second })
-	c := dial(t, base, "/ws/chat/lobby/alice")
-	c.next("history")
+	c := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 	nc := natstest.Connect(t, s)
-	if _, err := nc.Request("$JS.API.STREAM.DELETE.CHAT", nil, 5*time.Second); err != nil {
+	if _, err := nc.Request("$JS.API.STREAM.DELETE.CHAT", nil, testkit.Deadline); err != nil {
 		t.Fatal(err)
 	}
-	c.say("lost?", "c-9")
-	f := c.next("error")
-	if f["code"] != "unavailable" || f["client_id"] != "c-9" {
-		t.Errorf("got %v", f)
+	c.Say("lost?", "c-9")
+	f := c.Next(chat.FrameError)
+	if f.Code != chat.CodeUnavailable || f.ClientID != "c-9" {
+		t.Errorf("got %+v", f)
 	}
 }
 
@@ -211,18 +209,22 @@ func TestStoreFailureReported(t *testing.T) {
 // behind, several newline-separated frames per WebSocket message, and
 // every frame once, in order.
 func TestBatchedFrames(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.SendQueue = 4096 })
 	nc := natstest.Connect(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
+	// A raw socket, to see how frames are put into WebSocket messages.
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws/chat/lobby/alice?batch=1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(1 << 20)
-	if _, data, err := conn.Read(ctx); err != nil || !strings.HasPrefix(string(data), `{"type":"history"`) {
+	if _, data, err := conn.Read(ctx); err != nil {
+		t.Fatal(err)
+	} else if frames, err := chat.DecodeFrames(data); err != nil || frames[0].Type != chat.FrameHistory {
 		t.Fatalf("first message %q, %v; want the history frame", data, err)
 	}
 	const n = 2000
@@ -237,18 +239,17 @@ func TestBatchedFrames(t *testing.T) {
 			t.Fatalf("after %d frames: %v", next, err)
 		}
 		messages++
-		frames := strings.Split(string(data), "\n")
+		frames, err := chat.DecodeFrames(data)
+		if err != nil {
+			t.Fatal(err)
+		}
 		maxPerMessage = max(maxPerMessage, len(frames))
-		for _, raw := range frames {
-			var f map[string]any
-			if err := json.Unmarshal([]byte(raw), &f); err != nil {
-				t.Fatalf("bad frame %q: %v", raw, err)
-			}
-			if f["type"] != "message" {
+		for _, f := range frames {
+			if f.Type != chat.FrameMessage {
 				continue
 			}
-			if f["text"] != fmt.Sprint(next) {
-				t.Fatalf("got %v, want %d", f["text"], next)
+			if f.Text != fmt.Sprint(next) {
+				t.Fatalf("got %q, want %d", f.Text, next)
 			}
 			next++
 		}

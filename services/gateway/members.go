@@ -88,7 +88,7 @@ func (ms *members) advance(seq uint64) {
 // restart empties the room's position and recent messages, the stream
 // having started over in epoch, and tells every client to drop what it
 // shows: the new stream's messages follow.
-func (ms *members) restart(epoch string) {
+func (ms *members) restart(epoch int64) {
 	frame := mustJSON(chat.HistoryFrame{Type: chat.FrameHistory, Messages: []chat.Message{}, Reset: true, Epoch: epoch})
 	ms.mu.Lock()
 	defer ms.mu.Unlock()

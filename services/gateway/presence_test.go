@@ -4,116 +4,138 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
-func users(f map[string]any) []string {
-	var out []string
-	for _, u := range f["users"].([]any) {
-		out = append(out, u.(string))
-	}
-	return out
-}
-
 // nextPresence waits for a presence frame whose users list is want.
-func (c *wsClient) nextPresence(want ...string) map[string]any {
-	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		f := c.next("presence")
-		if slices.Equal(users(f), want) {
-			return f
-		}
-	}
-	c.t.Fatalf("no presence frame with users %v", want)
-	return nil
+func nextPresence(c *wstest.Client, want ...string) chat.ServerFrame {
+	return c.NextMatch(fmt.Sprintf("presence frame with users %v", want), func(f chat.ServerFrame) bool {
+		return f.Type == chat.FramePresence && slices.Equal(f.Users, want)
+	})
 }
 
 func TestPresenceAcrossGateways(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	gw1 := startGateway(t, s, nil)
 	gw2 := startGateway(t, s, nil)
-	alice := dial(t, gw1, "/ws/chat/lobby/alice")
-	alice.nextPresence("alice")
+	alice := wstest.Dial(t, gw1+"/ws/chat/lobby/alice")
+	nextPresence(alice, "alice")
 
-	bob := dial(t, gw2, "/ws/chat/lobby/bob")
-	bob.nextPresence("alice", "bob")
-	f := alice.nextPresence("alice", "bob")
-	if joined := fmt.Sprint(f["joined"]); !strings.Contains(joined, "bob") {
-		t.Errorf("joined = %v, want bob in it", f["joined"])
+	bob := wstest.Dial(t, gw2+"/ws/chat/lobby/bob")
+	nextPresence(bob, "alice", "bob")
+	f := nextPresence(alice, "alice", "bob")
+	if !slices.Contains(f.Joined, "bob") {
+		t.Errorf("joined = %v, want bob in it", f.Joined)
 	}
 
 	// A second tab of bob changes nothing; closing one of two neither.
-	bob2 := dial(t, gw2, "/ws/chat/lobby/bob")
-	bob2.nextPresence("alice", "bob")
-	bob2.conn.CloseNow()
-	bob.conn.CloseNow()
-	f = alice.nextPresence("alice")
-	if fmt.Sprint(f["left"]) != "[bob]" {
-		t.Errorf("left = %v, want [bob]", f["left"])
+	bob2 := wstest.Dial(t, gw2+"/ws/chat/lobby/bob")
+	nextPresence(bob2, "alice", "bob")
+	bob2.Conn.CloseNow()
+	bob.Conn.CloseNow()
+	f = nextPresence(alice, "alice")
+	if !slices.Equal(f.Left, []string{"bob"}) {
+		t.Errorf("left = %v, want [bob]", f.Left)
 	}
 }
 
+// fakeClock is the presence clock of a gateway under test, moved by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // TestPresenceExpiresSilentGateway: a gateway that crashed sends no leave;
-// its users disappear once it has missed three announcements.
+// its users disappear once it has been silent for three announcement
+// intervals, and not before. The gateway's presence clock is the test's,
+// and a "sync" from another gateway makes it check for silent ones at once.
 func TestPresenceExpiresSilentGateway(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	// Expiry (3 intervals) well beyond the 200 ms a presence change waits
-	// to be broadcast, so the ghost is seen before it goes.
-	base := startGateway(t, s, func(c *Config) { c.PresenceInterval = 300 * time.Millisecond })
-	alice := dial(t, base, "/ws/chat/lobby/alice")
-	alice.nextPresence("alice")
+	cfg := testConfig(t)
+	g, base := newGateway(t, s, cfg)
+	clock := &fakeClock{now: time.Now()}
+	g.hub.now = clock.Now
+
+	alice := wstest.Dial(t, base+"/ws/chat/lobby/alice")
+	nextPresence(alice, "alice")
 
 	nc := natstest.Connect(t, s)
-	ghost, _ := json.Marshal(chat.Presence{Room: "lobby", Event: chat.PresenceJoin, Gateway: "crashed-gw", User: "ghost", TS: time.Now()})
-	if err := nc.Publish(chat.PresenceSubject("lobby"), ghost); err != nil {
+	announce := func(gateway, event, user string) {
+		t.Helper()
+		p, _ := json.Marshal(chat.Presence{Room: "lobby", Event: event, Gateway: gateway, User: user, TS: time.Now()})
+		if err := nc.Publish(chat.PresenceSubject("lobby"), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	announce("crashed-gw", chat.PresenceJoin, "ghost")
+	nextPresence(alice, "alice", "ghost")
+
+	// Two intervals of silence: the check keeps the ghost. The live
+	// gateway's join after it is the barrier: the frame that shows bob
+	// shows the room after the check.
+	clock.Advance(2 * cfg.PresenceInterval)
+	announce("live-gw", chat.PresenceSync, "")
+	announce("live-gw", chat.PresenceJoin, "bob")
+	nextPresence(alice, "alice", "bob", "ghost")
+
+	// Past three intervals: the next check drops the ghost, not bob, whom
+	// live-gw announced one interval ago.
+	clock.Advance(cfg.PresenceInterval + time.Second)
+	announce("live-gw", chat.PresenceSync, "")
+	f := nextPresence(alice, "alice", "bob")
+	if !slices.Equal(f.Left, []string{"ghost"}) {
+		t.Errorf("left = %v, want [ghost]", f.Left)
+	}
+
+	// Garbage on the presence subject is ignored, and what follows it is
+	// not.
+	if err := nc.Publish(chat.PresenceSubject("lobby"), []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
-	alice.nextPresence("alice", "ghost")
-	start := time.Now()
-	f := alice.nextPresence("alice")
-	if fmt.Sprint(f["left"]) != "[ghost]" {
-		t.Errorf("left = %v", f["left"])
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("ghost dropped after %v, want about 3 intervals", d)
-	}
-	// Garbage on the presence subject is ignored.
-	nc.Publish(chat.PresenceSubject("lobby"), []byte("not json"))
-	alice.say("still fine", "c1")
-	alice.next("message")
+	announce("live-gw", chat.PresenceLeave, "bob")
+	nextPresence(alice, "alice")
 }
 
 // TestPresenceStormCoalesced: many people joining a room at once make a
 // few presence frames, not one per join to everyone (which would overflow
 // every send queue in a large room).
 func TestPresenceStormCoalesced(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	base := startGateway(t, s, func(c *Config) { c.SendQueue = 32 })
 	const n = 200
-	clients := make([]*wsClient, n)
+	clients := make([]*wstest.Client, n)
 	for i := range n {
-		clients[i] = dial(t, base, fmt.Sprintf("/ws/chat/big/u%03d", i))
-	}
-	first := clients[0]
-	want := make([]string, n)
-	for i := range n {
-		want[i] = fmt.Sprintf("u%03d", i)
+		clients[i] = wstest.Dial(t, base+fmt.Sprintf("/ws/chat/big/u%03d", i))
 	}
 	frames := 0
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		f := first.next("presence")
-		frames++
-		if len(users(f)) == n {
-			break
+	clients[0].NextMatch(fmt.Sprintf("presence frame with all %d users", n), func(f chat.ServerFrame) bool {
+		if f.Type != chat.FramePresence {
+			return false
 		}
-	}
+		frames++
+		return len(f.Users) == n
+	})
 	if frames > 50 {
 		t.Errorf("first client got %d presence frames for %d joins", frames, n)
 	}

@@ -2,47 +2,24 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
-// storedMessages reads room's first n messages back from the CHAT stream,
-// as a history database that has stored them would hold them.
+// storedMessages is room's first n messages in the CHAT stream, as a
+// history database that has stored them would hold them.
 func storedMessages(t *testing.T, nc *nats.Conn, room string, n int) []chat.Message {
 	t.Helper()
-	var stored []chat.Message
-	for seq := uint64(1); len(stored) < n; seq++ {
-		m, err := nc.Request("$JS.API.STREAM.MSG.GET.CHAT", []byte(fmt.Sprintf(`{"seq":%d}`, seq)), time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got struct {
-			Message struct {
-				Subject string `json:"subject"`
-				Seq     uint64 `json:"seq"`
-				Data    []byte `json:"data"`
-			} `json:"message"`
-		}
-		if err := json.Unmarshal(m.Data, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got.Message.Subject != chat.RoomSubject(room) {
-			continue
-		}
-		cm, err := chat.ParseMessage(got.Message.Data, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cm.Room, cm.Seq = room, got.Message.Seq
-		stored = append(stored, cm)
+	stored := natstest.RoomMessages(t, natstest.JetStream(t, nc), room)
+	if len(stored) < n {
+		t.Fatalf("%d messages of %s stored, want at least %d", len(stored), room, n)
 	}
-	return stored
+	return stored[:n]
 }
 
 // standInHistory answers history.room.<room> from stored with the given

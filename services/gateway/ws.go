@@ -46,9 +46,13 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		pos.since, pos.resume = n, true
 	}
-	if pos.epoch = r.URL.Query().Get("epoch"); len(pos.epoch) > 64 {
-		writeText(w, http.StatusBadRequest, "epoch must be the epoch of a history frame")
-		return
+	if s := r.URL.Query().Get("epoch"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			writeText(w, http.StatusBadRequest, "epoch must be the epoch of a history frame (a positive integer)")
+			return
+		}
+		pos.epoch = n
 	}
 	id, refused := g.identify(r, room, user)
 	if refused != nil {
@@ -208,9 +212,10 @@ func (g *Gateway) readLoop(c *client) {
 			g.fail(c, chat.CodeInvalid, "binary frames are not supported: send JSON text frames", "")
 			continue
 		}
-		var f chat.ClientFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			g.fail(c, chat.CodeInvalid, "malformed JSON frame: "+err.Error(), "")
+		f, err := chat.ParseClientFrame(data)
+		var refused *chat.Refusal
+		if errors.As(err, &refused) {
+			g.fail(c, refused.Code, refused.Message, refused.ClientID)
 			continue
 		}
 		switch f.Type {
@@ -218,25 +223,12 @@ func (g *Gateway) readLoop(c *client) {
 			g.onMessage(c, f)
 		case chat.FrameHistory:
 			g.onHistory(c, f)
-		default:
-			g.fail(c, chat.CodeInvalid, fmt.Sprintf("unknown frame type %q: use \"message\" or \"history\"", f.Type), "")
 		}
 	}
 }
 
+// onMessage stores a message frame (checked by chat.ParseClientFrame).
 func (g *Gateway) onMessage(c *client, f chat.ClientFrame) {
-	if err := chat.ValidateText(f.Text); err != nil {
-		code, msg := chat.CodeInvalid, "message text is empty"
-		if errors.Is(err, chat.ErrTextTooLong) {
-			code, msg = chat.CodeTooLong, fmt.Sprintf("message text is longer than %d characters", chat.MaxTextLen)
-		}
-		g.fail(c, code, msg, f.ClientID)
-		return
-	}
-	if len(f.ClientID) > chat.MaxClientIDLen {
-		g.fail(c, chat.CodeInvalid, fmt.Sprintf("client_id is longer than %d bytes", chat.MaxClientIDLen), "")
-		return
-	}
 	if strings.HasPrefix(f.Text, "/") && g.onAdminCommand(c, f) {
 		return
 	}

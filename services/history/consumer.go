@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/natschat/chat/services/history/internal/store"
 	"github.com/natschat/chat/shared/chat"
@@ -24,9 +24,13 @@ const (
 )
 
 // consumer moves messages from the CHAT stream into the database, one
-// fetched batch per transaction, acking only after the commit.
+// fetched batch per transaction, acking only after the commit. When the
+// durable consumer or the stream disappears, it sets them up again and
+// goes on (source.setup), storing a stream that started over in a new
+// epoch.
 type consumer struct {
-	cons      jetstream.Consumer
+	nc        *nats.Conn
+	src       *source
 	st        *store.Store
 	h         *health
 	metrics   *metrics
@@ -43,9 +47,11 @@ type consumer struct {
 	bad         atomic.Int64 // payloads refused
 }
 
-func newConsumer(cons jetstream.Consumer, st *store.Store, h *health, m *metrics, cfg Config, log *slog.Logger) *consumer {
+func newConsumer(nc *nats.Conn, src *source, st *store.Store, h *health, m *metrics, cfg Config, log *slog.Logger) *consumer {
+	_, epoch := src.current()
+	m.epoch.Set(float64(epoch))
 	return &consumer{
-		cons: cons, st: st, h: h, metrics: m, log: log,
+		nc: nc, src: src, st: st, h: h, metrics: m, log: log,
 		batchSize:    cfg.BatchSize,
 		fetchWait:    cfg.FetchWait,
 		linger:       cfg.BatchLinger,
@@ -59,15 +65,72 @@ func newConsumer(cons jetstream.Consumer, st *store.Store, h *health, m *metrics
 func (c *consumer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		msgs, err := c.fetch()
-		if err != nil {
-			c.log.Warn("fetch from chat stream", "err", err)
-			sleep(ctx, time.Second) // NATS is down or the consumer is gone: do not spin
+		var epoch int64
+		if err == nil && len(msgs) > 0 {
+			epoch, err = c.checkEpoch(ctx)
 		}
+		if err != nil {
+			// Handed back: after the setup they come again (unless their
+			// stream is gone), checked against the right epoch.
+			c.reply(msgs, ackRedeliver)
+			c.recover(ctx, err)
+			continue
+		}
+		c.h.setConsumer(nil)
 		if len(msgs) == 0 {
 			c.pingIfIdle(ctx)
 			continue
 		}
-		c.handle(ctx, msgs)
+		c.handle(ctx, epoch, msgs)
+	}
+}
+
+// errStreamStartedOver is checkEpoch's answer when the stream was created
+// again since the consumer was set up.
+var errStreamStartedOver = errors.New("the chat stream was created again")
+
+// checkEpoch returns the epoch of a batch just fetched. The stream was
+// the same when the consumer was set up and still is now, after the fetch:
+// streams do not come back, so the batch is of that epoch. Otherwise the
+// batch may be of either stream and is not stored yet.
+func (c *consumer) checkEpoch(ctx context.Context) (int64, error) {
+	_, known := c.src.current()
+	// A batch fetched is finished even after ctx is cancelled: the drain.
+	infoCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	epoch, err := c.src.streamEpoch(infoCtx)
+	if err != nil {
+		return 0, err
+	}
+	if epoch != known {
+		return 0, errStreamStartedOver
+	}
+	return epoch, nil
+}
+
+// recover sets the stream and consumer up again after a failed fetch,
+// retrying with backoff until it works or ctx is done. Readiness says what
+// is wrong meanwhile; it is ready again after the next good fetch.
+func (c *consumer) recover(ctx context.Context, cause error) {
+	c.metrics.consumerFailures.Inc()
+	c.h.setConsumer(fmt.Errorf("%w, re-creating", cause))
+	c.log.Warn("chat consumer failed, setting it up again", "err", cause)
+	for backoff := 250 * time.Millisecond; ctx.Err() == nil; backoff = min(2*backoff, maxBackoff) {
+		// Short: a refused request (permissions) only ends at the timeout.
+		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.src.setup(attemptCtx)
+		cancel()
+		if err == nil {
+			_, epoch := c.src.current()
+			c.metrics.epoch.Set(float64(epoch))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.h.setConsumer(fmt.Errorf("%w, re-creating: %w", cause, err))
+		c.log.Warn("cannot set up the chat consumer, retrying", "err", err, "retry_in", backoff)
+		sleep(ctx, backoff)
 	}
 }
 
@@ -75,48 +138,44 @@ func (c *consumer) run(ctx context.Context) {
 // whatever else is waiting, up to a batch. A quiet room gets its message
 // stored within the linger instead of after a full batch wait; a busy
 // stream gives full batches.
-func (c *consumer) fetch() ([]jetstream.Msg, error) {
-	first, err := c.cons.Fetch(1, jetstream.FetchMaxWait(c.fetchWait))
-	if err != nil {
-		return nil, err
-	}
-	msgs := collect(first)
-	if len(msgs) == 0 {
-		if err := first.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, err
-		}
-		return nil, nil
+func (c *consumer) fetch() ([]*nats.Msg, error) {
+	msgs, err := pull(c.nc, nextSubject(), 1, c.fetchWait)
+	if err != nil || len(msgs) == 0 {
+		return msgs, err
 	}
 	if c.batchSize > 1 {
 		time.Sleep(c.linger)
-		rest, err := c.cons.FetchNoWait(c.batchSize - 1)
+		rest, err := pull(c.nc, nextSubject(), c.batchSize-1, 0)
 		if err != nil {
-			return msgs, nil // store what we have; the rest comes next time
+			// Store what we have; the next fetch meets the problem.
+			return append(msgs, rest...), nil
 		}
-		msgs = append(msgs, collect(rest)...)
+		msgs = append(msgs, rest...)
 	}
 	return msgs, nil
 }
 
-func collect(b jetstream.MessageBatch) []jetstream.Msg {
-	var msgs []jetstream.Msg
-	for m := range b.Messages() {
-		msgs = append(msgs, m)
+// reply sends an acknowledgement for each of msgs. A lost one only means a
+// redelivery, which the unique key absorbs.
+func (c *consumer) reply(msgs []*nats.Msg, ack []byte) {
+	for _, m := range msgs {
+		if err := c.nc.Publish(m.Reply, ack); err != nil {
+			c.log.Warn("acknowledge message", "subject", m.Subject, "ack", string(ack), "err", err)
+		}
 	}
-	return msgs
 }
 
 // handle stores the good messages of a batch and acks the whole batch
 // after the commit. Bad payloads are terminated at once: they would fail
 // the same way on every redelivery.
-func (c *consumer) handle(ctx context.Context, msgs []jetstream.Msg) {
+func (c *consumer) handle(ctx context.Context, epoch int64, msgs []*nats.Msg) {
 	good := make([]chat.Message, 0, len(msgs))
-	goodMsgs := make([]jetstream.Msg, 0, len(msgs))
+	goodMsgs := make([]*nats.Msg, 0, len(msgs))
 	c.metrics.batchSize.Observe(float64(len(msgs)))
 	for i, m := range msgs {
 		meta, err := m.Metadata()
 		if err != nil {
-			c.log.Warn("message without jetstream metadata", "subject", m.Subject(), "err", err)
+			c.log.Warn("message without jetstream metadata", "subject", m.Subject, "err", err)
 			continue
 		}
 		if i == len(msgs)-1 {
@@ -129,10 +188,8 @@ func (c *consumer) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if err != nil {
 			c.metrics.bad.Inc()
 			c.bad.Add(1)
-			c.log.Warn("bad chat message not stored", "subject", m.Subject(), "seq", seq, "err", err)
-			if err := m.TermWithReason("bad payload"); err != nil {
-				c.log.Warn("terminate bad message", "seq", seq, "err", err)
-			}
+			c.log.Warn("bad chat message not stored", "subject", m.Subject, "seq", seq, "err", err)
+			c.reply([]*nats.Msg{m}, ackTerm("bad payload"))
 			continue
 		}
 		good = append(good, parsed)
@@ -141,23 +198,18 @@ func (c *consumer) handle(ctx context.Context, msgs []jetstream.Msg) {
 	if len(good) == 0 {
 		return
 	}
-	if !c.save(ctx, good, goodMsgs) {
+	if !c.save(ctx, epoch, good, goodMsgs) {
 		return
 	}
-	for _, m := range goodMsgs {
-		// A lost ack only means a redelivery, which the unique key absorbs.
-		if err := m.Ack(); err != nil {
-			c.log.Warn("ack stored message", "subject", m.Subject(), "err", err)
-		}
-	}
+	c.reply(goodMsgs, ackDone)
 }
 
-func parse(m jetstream.Msg, meta *jetstream.MsgMetadata) (chat.Message, error) {
-	room, ok := chat.RoomFromSubject(m.Subject())
+func parse(m *nats.Msg, meta *nats.MsgMetadata) (chat.Message, error) {
+	room, ok := chat.RoomFromSubject(m.Subject)
 	if !ok {
 		return chat.Message{}, fmt.Errorf("%w: invalid room in subject", chat.ErrBadMessage)
 	}
-	msg, err := chat.ParseMessage(m.Data(), meta.Timestamp)
+	msg, err := chat.ParseMessage(m.Data, meta.Timestamp)
 	if err != nil {
 		return chat.Message{}, err
 	}
@@ -174,13 +226,13 @@ func parse(m jetstream.Msg, meta *jetstream.MsgMetadata) (chat.Message, error) {
 // in the stream where it is safe. If the process dies, the ack wait expires
 // and the batch is redelivered. Only when shutting down does it Nak the
 // batch, so another instance can take it at once.
-func (c *consumer) save(ctx context.Context, good []chat.Message, msgs []jetstream.Msg) bool {
+func (c *consumer) save(ctx context.Context, epoch int64, good []chat.Message, msgs []*nats.Msg) bool {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		// A batch already fetched is finished even after ctx is cancelled:
 		// that is the drain.
 		writeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.writeTimeout)
-		n, err := c.st.Save(writeCtx, good)
+		n, err := c.st.Save(writeCtx, epoch, good)
 		cancel()
 		c.h.setDB(err)
 		c.lastDBCheck = time.Now()
@@ -196,14 +248,10 @@ func (c *consumer) save(ctx context.Context, good []chat.Message, msgs []jetstre
 		c.metrics.storeErrors.Inc()
 		c.log.Warn("store batch failed, retrying", "err", err, "attempt", attempt, "retry_in", backoff, "messages", len(good))
 		if ctx.Err() != nil || !sleep(ctx, backoff) {
-			for _, m := range msgs {
-				m.Nak()
-			}
+			c.reply(msgs, ackRedeliver)
 			return false
 		}
-		for _, m := range msgs {
-			m.InProgress()
-		}
+		c.reply(msgs, ackInProgress)
 		backoff = min(2*backoff, maxBackoff)
 	}
 }

@@ -1,15 +1,11 @@
 package history
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +15,8 @@ import (
 	"github.com/natschat/chat/services/history/internal/store"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // backend is a database a test runs the service against.
@@ -57,54 +54,13 @@ func testConfig(t *testing.T, s *server.Server) Config {
 	return cfg
 }
 
-// testLogger collects the service's log and prints it only if the test
-// fails (or HISTORY_TEST_LOG is set), so passing runs stay quiet.
-func testLogger(t *testing.T) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if t.Failed() || os.Getenv("HISTORY_TEST_LOG") != "" {
-			t.Logf("service log:\n%s", buf.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedWriter struct {
-	mu  *sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-// startHistory runs the service in a goroutine until the returned stop is
-// called (at the latest when the test ends), and waits until it answers
-// queries.
+// startHistory runs the service until the returned stop is called (at the
+// latest when the test ends), and waits until it answers queries.
 func startHistory(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	log := testLogger(t) // its cleanup runs after the service has stopped
-	go func() { errc <- Run(ctx, cfg, log) }()
-	stop = sync.OnceFunc(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of cancel")
-		}
-	})
-	t.Cleanup(stop)
-	waitFor(t, 20*time.Second, "history answers queries", func() (bool, string) {
+	log := testkit.Logger(t) // before Start: printed after the service stopped
+	stop = testkit.Start(t, "history", func(ctx context.Context) error { return Run(ctx, cfg, log) })
+	testkit.WaitForState(t, testkit.Deadline, "history answers queries", func() (bool, string) {
 		var resp chat.RoomsResponse
 		if err := request(nc, chat.HistoryRooms, nil, &resp); err != nil {
 			return false, err.Error()
@@ -112,23 +68,6 @@ func startHistory(t *testing.T, cfg Config, nc *nats.Conn) (stop func()) {
 		return resp.Error == "", resp.Error
 	})
 	return stop
-}
-
-// waitFor polls cond until it holds or the timeout passes; cond explains
-// itself for the failure message.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 func request(nc *nats.Conn, subject string, req any, resp any) error {
@@ -143,7 +82,7 @@ func request(nc *nats.Conn, subject string, req any, resp any) error {
 			return err
 		}
 	}
-	m, err := nc.Request(subject, data, 2*time.Second)
+	m, err := nc.Request(subject, data, testkit.Deadline)
 	if err != nil {
 		return fmt.Errorf("request %s: %w", subject, err)
 	}
@@ -225,7 +164,7 @@ func readContents(st *store.Store) (contents, error) {
 func waitStored(t *testing.T, st *store.Store, want int, timeout time.Duration) contents {
 	t.Helper()
 	var c contents
-	waitFor(t, timeout, fmt.Sprintf("%d stored messages", want), func() (bool, string) {
+	testkit.WaitForState(t, timeout, fmt.Sprintf("%d stored messages", want), func() (bool, string) {
 		var err error
 		c, err = readContents(st)
 		if err != nil {
@@ -293,10 +232,4 @@ func checkExactlyOnce(t *testing.T, c contents, n int, seqIsIndex bool) {
 	}
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.Main(m) }

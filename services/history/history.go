@@ -10,19 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
-
 	"github.com/natschat/chat/services/history/internal/store"
-	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/admin"
 	"github.com/natschat/chat/shared/config"
 	"github.com/natschat/chat/shared/natsconn"
 	"github.com/natschat/chat/shared/stream"
 )
+
+// Prefix is the prefix of the history service's variables.
+const Prefix = "HISTORY"
 
 // Config is the history service's configuration, read from HISTORY_*
 // environment variables (see config.Load). NATS_* and DATABASE_URL are read
@@ -30,6 +30,7 @@ import (
 type Config struct {
 	natsconn.Config
 	config.Log
+	stream.Settings
 
 	// DatabaseURL selects Postgres (postgres:// or postgresql://); empty
 	// means the SQLite file at SQLitePath.
@@ -45,7 +46,9 @@ type Config struct {
 	// own transaction (and, on SQLite, its own fsync).
 	BatchLinger time.Duration `split_words:"true" default:"20ms" desc:"after the first message of a batch, how long to let more arrive before storing (0: store at once)"`
 	AckWait     time.Duration `split_words:"true" default:"30s" desc:"consumer ack wait: a batch not acked in this time is redelivered"`
-	Replicas    int           `default:"1" desc:"JetStream replicas of the CHAT stream (3 on a cluster)"`
+	// ChatMaxBytes bounds the CHAT stream, which history owns: it brings
+	// the stream to this definition at start, the others never change it.
+	ChatMaxBytes int64 `split_words:"true" default:"1073741824" desc:"most bytes the CHAT stream keeps, oldest messages discarded first (1 GiB; history owns CHAT's configuration)"`
 
 	AdminAddr       string        `split_words:"true" desc:"admin HTTP address for /healthz, /readyz and /metrics, e.g. :9102 (empty: off)"`
 	QueryWorkers    int           `split_words:"true" default:"16" desc:"history queries served at once; more are answered with a busy error"`
@@ -53,20 +56,26 @@ type Config struct {
 	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"time allowed for finishing the in-flight batch and draining on shutdown"`
 }
 
-func (cfg Config) validate() error {
-	switch {
-	case cfg.BatchSize < 1:
-		return errors.New("batch size must be at least 1")
-	case cfg.FetchWait <= 0:
-		return errors.New("fetch wait must be positive")
-	case cfg.AckWait < time.Second:
-		return errors.New("ack wait must be at least 1s")
-	case cfg.QueryWorkers < 1:
-		return errors.New("query workers must be at least 1")
-	case cfg.QueryTimeout <= 0 || cfg.ShutdownTimeout <= 0:
-		return errors.New("query and shutdown timeouts must be positive")
-	}
-	return nil
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
+	scheme, _, _ := strings.Cut(cfg.DatabaseURL, "://")
+	c.CheckShared(cfg.DatabaseURL == "" || scheme == "postgres" || scheme == "postgresql", "DATABASE_URL",
+		"must start with postgres:// or postgresql://, or be empty for SQLite (got a %q URL)", scheme)
+	c.Check(cfg.DatabaseURL != "" || cfg.SQLitePath != "", "SQLITE_PATH", "must not be empty when there is no DATABASE_URL")
+	c.Check(cfg.SQLiteBusyTimeout >= 0, "SQLITE_BUSY_TIMEOUT", "must not be negative (got %v)", cfg.SQLiteBusyTimeout)
+	c.Check(cfg.BatchSize >= 1, "BATCH_SIZE", "must be at least 1 (got %d)", cfg.BatchSize)
+	c.Check(cfg.FetchWait > 0, "FETCH_WAIT", "must be more than 0 (got %v)", cfg.FetchWait)
+	c.Check(cfg.BatchLinger >= 0, "BATCH_LINGER", "must not be negative (got %v)", cfg.BatchLinger)
+	c.Check(cfg.AckWait >= time.Second, "ACK_WAIT", "must be at least 1s (got %v)", cfg.AckWait)
+	c.Check(cfg.ChatMaxBytes >= 1<<20, "CHAT_MAX_BYTES", "must be at least 1048576 (1 MiB) (got %d)", cfg.ChatMaxBytes)
+	c.Check(cfg.QueryWorkers >= 1, "QUERY_WORKERS", "must be at least 1 (got %d)", cfg.QueryWorkers)
+	c.Check(cfg.QueryTimeout > 0, "QUERY_TIMEOUT", "must be more than 0 (got %v)", cfg.QueryTimeout)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	return c.Err()
 }
 
 // consumerName is the durable consumer every history instance shares, so
@@ -75,25 +84,20 @@ const consumerName = "history"
 
 // Run runs the service until ctx is cancelled, then finishes the batch in
 // flight, acks it, drains the NATS connection and closes the database. It
-// returns an error if the service cannot start.
+// returns an error if the service cannot start. cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("history config: %w", err)
-	}
 	h := &health{}
 	m := newMetrics()
-	g, ctx := errgroup.WithContext(ctx)
-	if cfg.AdminAddr != "" {
-		// Listen before anything slow, so a taken port fails at once.
-		ln, err := net.Listen("tcp", cfg.AdminAddr)
-		if err != nil {
-			return fmt.Errorf("admin listen: %w", err)
-		}
-		log.Info("admin listening", "addr", ln.Addr().String())
-		serveAdmin(ctx, g, ln, h, m.handler(), cfg.ShutdownTimeout)
+	// Before anything slow, so a taken port fails at once.
+	stopAdmin, err := admin.Start(cfg.AdminAddr, h.ready, m.handler(), log)
+	if err != nil {
+		return err
 	}
-	g.Go(func() error { return run(ctx, cfg, h, m, log) })
-	return g.Wait()
+	defer stopAdmin()
+	// Not ready from the moment shutdown begins, while the batch in flight
+	// is finished and the connection drained.
+	context.AfterFunc(ctx, h.setStopping)
+	return run(ctx, cfg, h, m, log)
 }
 
 func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logger) error {
@@ -114,7 +118,7 @@ func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logge
 	defer st.Close()
 	log.Info("database ready", "dialect", st.Dialect())
 
-	cons, err := ensureConsumer(ctx, nc, cfg, log)
+	src, err := ensureConsumer(ctx, nc, st, cfg, log)
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
@@ -122,13 +126,13 @@ func run(ctx context.Context, cfg Config, h *health, m *metrics, log *slog.Logge
 		}
 		return err
 	}
-	q := newQuerier(st, cons, cfg, log)
+	q := newQuerier(st, src, cfg, log)
 	subs, err := q.subscribe(nc)
 	if err != nil {
 		nc.Close()
 		return err
 	}
-	c := newConsumer(cons, st, h, m, cfg, log)
+	c := newConsumer(nc, src, st, h, m, cfg, log)
 	h.setStarted()
 	log.Info("history started", "batch_size", cfg.BatchSize)
 
@@ -172,34 +176,20 @@ func openDatabase(ctx context.Context, cfg Config, log *slog.Logger) (*store.Sto
 	}
 }
 
-// ensureConsumer creates the CHAT stream and the durable consumer, retrying
-// while NATS is unreachable: a service may start before NATS does.
-func ensureConsumer(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (jetstream.Consumer, error) {
-	js, err := jetstream.New(nc)
+// ensureConsumer creates the CHAT stream and the durable consumer (see
+// source.setup), retrying while NATS is unreachable: a service may start
+// before NATS does.
+func ensureConsumer(ctx context.Context, nc *nats.Conn, st *store.Store, cfg Config, log *slog.Logger) (*source, error) {
+	src, err := newSource(nc, st, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	consumerCfg := jetstream.ConsumerConfig{
-		Durable:       consumerName,
-		Description:   "history service: stores every chat message in the database",
-		FilterSubject: chat.RoomWildcard,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		// Room for a full batch per instance of a few instances; beyond it
-		// the server holds messages back instead of letting them time out.
-		MaxAckPending: 4 * cfg.BatchSize,
+		return nil, err
 	}
 	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, maxBackoff) {
 		attemptCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var cons jetstream.Consumer
-		_, err = stream.Ensure(attemptCtx, js, stream.ChatConfig(stream.Options{Replicas: cfg.Replicas}))
-		if err == nil {
-			cons, err = js.CreateOrUpdateConsumer(attemptCtx, stream.Chat, consumerCfg)
-		}
+		err = src.setup(attemptCtx)
 		cancel()
 		if err == nil {
-			return cons, nil
+			return src, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

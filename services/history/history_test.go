@@ -10,8 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestStoresEveryMessageOnce: 1,000 messages across 10 rooms, published
@@ -30,7 +31,7 @@ func TestStoresEveryMessageOnce(t *testing.T) {
 
 			const n = 1000
 			publish(t, nc, roomNames(10), 0, n)
-			c := waitStored(t, st, n, 30*time.Second)
+			c := waitStored(t, st, n, testkit.Deadline)
 			checkExactlyOnce(t, c, n, true)
 			if len(c.rows) != 10 {
 				t.Errorf("got %d rooms, want 10", len(c.rows))
@@ -100,7 +101,7 @@ func TestBadPayloadsAreSkipped(t *testing.T) {
 	nc.Flush()
 	good := uint64(len(garbage) + 1)
 
-	c := waitStored(t, st, 1, 10*time.Second)
+	c := waitStored(t, st, 1, testkit.Deadline)
 	msgs := c.rows["x"]
 	if len(msgs) != 1 || msgs[0].Text != "after the garbage" || msgs[0].Seq != good {
 		t.Fatalf("got %+v, want only the good message with seq %d", msgs, good)
@@ -116,7 +117,7 @@ func TestBadPayloadsAreSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "ack floor past the garbage", func() (bool, string) {
+	testkit.WaitForState(t, testkit.Deadline, "ack floor past the garbage", func() (bool, string) {
 		info, err := cons.Info(context.Background())
 		if err != nil {
 			return false, err.Error()

@@ -1,21 +1,16 @@
 package history
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/natschat/chat/services/history/internal/store"
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // TestKillAndRestart kills the history process with SIGKILL while 10,000
@@ -25,7 +20,7 @@ import (
 func TestKillAndRestart(t *testing.T) {
 	t.Parallel()
 	db := pgtest.Postgres(t) // first: a skip should not build anything
-	bin := buildBinary(t)
+	bin := testkit.GoBuild(t, ".", "./cmd/history")
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	st := openStore(t, store.Options{URL: db.URL})
@@ -39,8 +34,8 @@ func TestKillAndRestart(t *testing.T) {
 		"HISTORY_ACK_WAIT=2s",
 	}
 
-	first := startProcess(t, bin, env)
-	waitFor(t, 20*time.Second, "the process to answer queries", func() (bool, string) {
+	first := testkit.StartProcess(t, "history", bin, env...)
+	testkit.WaitForState(t, testkit.Deadline, "the process to answer queries", func() (bool, string) {
 		var resp chat.RoomsResponse
 		err := request(nc, chat.HistoryRooms, nil, &resp)
 		return err == nil, fmt.Sprint(err)
@@ -67,11 +62,11 @@ func TestKillAndRestart(t *testing.T) {
 		published <- nc.Flush()
 	}()
 
-	waitFor(t, 30*time.Second, "a few thousand stored messages", func() (bool, string) {
+	testkit.WaitForState(t, testkit.Deadline, "a few thousand stored messages", func() (bool, string) {
 		got, err := storedCount(st)
 		return got >= 2000, fmt.Sprintf("%d stored (err %v)", got, err)
 	})
-	first.kill(t)
+	first.Kill(t)
 	atKill, err := storedCount(st)
 	if err != nil {
 		t.Fatal(err)
@@ -83,12 +78,14 @@ func TestKillAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	second := startProcess(t, bin, env)
+	second := testkit.StartProcess(t, "history", bin, env...)
 	c := waitStored(t, st, n, 60*time.Second)
 	checkExactlyOnce(t, c, n, true)
 	t.Logf("killed with %d of %d stored", atKill, n)
 
-	second.terminate(t)
+	if err := second.Terminate(t); err != nil {
+		t.Errorf("exit after SIGTERM: %v, want status 0", err)
+	}
 }
 
 // storedCount is the number of stored messages according to the room
@@ -100,81 +97,4 @@ func storedCount(st *store.Store) (int64, error) {
 		total += r.Messages
 	}
 	return total, err
-}
-
-var (
-	binDir   string // removed by TestMain
-	binOnce  sync.Once
-	binPath  string
-	binError error
-)
-
-// buildBinary builds cmd/history once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binError = os.MkdirTemp("", "history-bin-")
-		if binError != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "history")
-		out, err := exec.Command("go", "build", "-o", binPath, "./cmd/history").CombinedOutput()
-		if err != nil {
-			binError = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binError != nil {
-		t.Fatal(binError)
-	}
-	return binPath
-}
-
-type process struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	output *bytes.Buffer
-}
-
-func startProcess(t *testing.T, bin string, env []string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(bin), done: make(chan struct{}), output: &bytes.Buffer{}}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = p.output
-	p.cmd.Stderr = p.output
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("history process %d output:\n%s", p.cmd.Process.Pid, p.output)
-		}
-	})
-	return p
-}
-
-func (p *process) kill(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.done
-}
-
-// terminate sends SIGTERM and expects a clean exit within the drain time.
-func (p *process) terminate(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("exit code after SIGTERM: got %d, want 0", code)
-		}
-	case <-time.After(15 * time.Second):
-		t.Error("process still running 15s after SIGTERM")
-	}
 }

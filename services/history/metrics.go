@@ -19,6 +19,9 @@ type metrics struct {
 	storeErrors prometheus.Counter
 	batchSize   prometheus.Histogram
 	lag         prometheus.Gauge
+
+	consumerFailures prometheus.Counter
+	epoch            prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -43,8 +46,15 @@ func newMetrics() *metrics {
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chat_history_lag_messages", Help: "Messages of CHAT not yet delivered to history, as of the last batch.",
 		}),
+		consumerFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chat_history_consumer_failures_total",
+			Help: "Fetches from the chat consumer that failed (consumer or stream missing, stream created again, NATS down); each is followed by setting the consumer up again.",
+		}),
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chat_history_stream_epoch", Help: "Epoch of the CHAT stream being stored: its creation time in microseconds since 1970.",
+		}),
 	}
-	m.registry.MustRegister(m.stored, m.duplicates, m.bad, m.storeErrors, m.batchSize, m.lag,
+	m.registry.MustRegister(m.stored, m.duplicates, m.bad, m.storeErrors, m.batchSize, m.lag, m.consumerFailures, m.epoch,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

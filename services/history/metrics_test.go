@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestMetrics checks /metrics on the admin server: rows stored, batches,
@@ -16,7 +16,7 @@ func TestMetrics(t *testing.T) {
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	cfg := testConfig(t, s)
-	cfg.AdminAddr = freeAddr(t)
+	cfg.AdminAddr = testkit.FreeAddr(t)
 	sqliteBackend.setup(t, &cfg)
 	startHistory(t, cfg, nc)
 	waitReady(t, cfg.AdminAddr, http.StatusOK, "ready")
@@ -32,8 +32,8 @@ func TestMetrics(t *testing.T) {
 		"chat_history_batch_size_count",
 		"chat_history_store_errors_total 0",
 	}
-	waitFor(t, 20*time.Second, "the metrics", func() (bool, string) {
-		_, body := get(t, cfg.AdminAddr, "/metrics")
+	testkit.WaitForState(t, testkit.Deadline, "the metrics", func() (bool, string) {
+		_, body, _ := testkit.Get("http://" + cfg.AdminAddr + "/metrics")
 		for _, want := range wants {
 			if !strings.Contains(body, want) {
 				return false, "lacks " + want + " in\n" + body

@@ -4,18 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natschat/chat/services/history/internal/store"
-	"github.com/natschat/chat/shared/natstest"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // outage makes a backend's database fail for writes and brings it back.
@@ -71,7 +68,7 @@ func TestDatabaseOutage(t *testing.T) {
 			s := natstest.Start(t)
 			nc := natstest.Connect(t, s)
 			cfg := testConfig(t, s)
-			cfg.AdminAddr = freeAddr(t)
+			cfg.AdminAddr = testkit.FreeAddr(t)
 			cfg.BatchSize = 100
 			opts, cut, restore := o.setup(t, &cfg)
 			st := openStore(t, opts)
@@ -79,24 +76,34 @@ func TestDatabaseOutage(t *testing.T) {
 			rooms := roomNames(3)
 
 			publish(t, nc, rooms, 0, 300)
-			waitStored(t, st, 300, 20*time.Second)
+			waitStored(t, st, 300, testkit.Deadline)
 			waitReady(t, cfg.AdminAddr, http.StatusOK, "ready")
 
 			cut()
 			publish(t, nc, rooms, 300, 100)
 			waitReady(t, cfg.AdminAddr, http.StatusServiceUnavailable, "database")
-			// Keep the outage up for a few retries while messages keep coming;
-			// the service must stay not ready all along.
+			// Keep the outage up while messages keep coming, until the
+			// service has failed a few more retries; it must stay not ready
+			// all along.
+			metrics := "http://" + cfg.AdminAddr + "/metrics"
+			storeErrors := func() float64 {
+				v, _ := testkit.Metric(t, metrics, "chat_history_store_errors_total")
+				return v
+			}
+			failed := storeErrors()
 			for i := 400; i < 900; i += 100 {
-				time.Sleep(200 * time.Millisecond) // outage length, not synchronisation
 				publish(t, nc, rooms, i, 100)
-				if code, body := get(t, cfg.AdminAddr, "/readyz"); code != http.StatusServiceUnavailable {
+				if code, body, _ := testkit.Get("http://" + cfg.AdminAddr + "/readyz"); code != http.StatusServiceUnavailable {
 					t.Errorf("/readyz during the outage: got %d %q", code, body)
 				}
 			}
+			testkit.WaitFor(t, "three more failed retries", func() bool { return storeErrors() >= failed+3 })
+			if code, body, _ := testkit.Get("http://" + cfg.AdminAddr + "/readyz"); code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz after retries during the outage: got %d %q", code, body)
+			}
 			restore()
 
-			c := waitStored(t, st, 900, 30*time.Second)
+			c := waitStored(t, st, 900, testkit.Deadline)
 			checkExactlyOnce(t, c, 900, true)
 			waitReady(t, cfg.AdminAddr, http.StatusOK, "ready")
 		})
@@ -108,20 +115,20 @@ func TestAdmin(t *testing.T) {
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	cfg := testConfig(t, s)
-	cfg.AdminAddr = freeAddr(t)
+	cfg.AdminAddr = testkit.FreeAddr(t)
 	sqliteBackend.setup(t, &cfg)
 	stop := startHistory(t, cfg, nc)
 	waitReady(t, cfg.AdminAddr, http.StatusOK, "ready")
-	if code, body := get(t, cfg.AdminAddr, "/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz: got %d %q", code, body)
+	if code, body, err := testkit.Get("http://" + cfg.AdminAddr + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: got %d %q %v", code, body, err)
 	}
 
 	// A taken port is an immediate error from Run, not a log line later.
 	taken := cfg
 	taken.SQLitePath = filepath.Join(t.TempDir(), "other.db")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
-	if err := Run(ctx, taken, testLogger(t)); err == nil || !strings.Contains(err.Error(), "admin listen") {
+	if err := Run(ctx, taken, testkit.Logger(t)); err == nil || !strings.Contains(err.Error(), "admin listen") {
 		t.Errorf("Run on a taken admin port: got %v, want an admin listen error", err)
 	}
 
@@ -131,34 +138,9 @@ func TestAdmin(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func get(t *testing.T, addr, path string) (int, string) {
-	t.Helper()
-	client := http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 func waitReady(t *testing.T, addr string, wantCode int, wantBody string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("/readyz %d %q", wantCode, wantBody), func() (bool, string) {
-		code, body := get(t, addr, "/readyz")
-		return code == wantCode && strings.Contains(body, wantBody), fmt.Sprintf("%d %q", code, body)
-	})
+	testkit.WaitStatus(t, "http://"+addr+"/readyz", wantCode, wantBody)
 }
 
 // TestStartsBeforeDatabase: a service started while its database is down
@@ -169,33 +151,26 @@ func TestStartsBeforeDatabase(t *testing.T) {
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	cfg := testConfig(t, s)
-	cfg.AdminAddr = freeAddr(t)
+	cfg.AdminAddr = testkit.FreeAddr(t)
 	db := pgtest.Postgres(t)
 	cfg.DatabaseURL = db.URL
 	db.Cut(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	log := testLogger(t) // its cleanup runs after the service has stopped
-	go func() { errc <- Run(ctx, cfg, log) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	log := testkit.Logger(t) // before Start: printed after the service stopped
+	stop := testkit.Start(t, "history", func(ctx context.Context) error { return Run(ctx, cfg, log) })
+	defer stop()
 	waitReady(t, cfg.AdminAddr, http.StatusServiceUnavailable, "starting")
 	db.Restore(t)
 	waitReady(t, cfg.AdminAddr, http.StatusOK, "ready")
 	st := openStore(t, store.Options{URL: db.URL})
 	publish(t, nc, []string{"late"}, 0, 10)
-	checkExactlyOnce(t, waitStored(t, st, 10, 10*time.Second), 10, true)
+	checkExactlyOnce(t, waitStored(t, st, 10, testkit.Deadline), 10, true)
 
 	bad := testConfig(t, s)
 	bad.DatabaseURL = "mysql://localhost/chat"
-	badCtx, badCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	badCtx, badCancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer badCancel()
-	if err := Run(badCtx, bad, testLogger(t)); !errors.Is(err, store.ErrConfig) {
+	if err := Run(badCtx, bad, testkit.Logger(t)); !errors.Is(err, store.ErrConfig) {
 		t.Errorf("Run with a mysql url: got %v, want store.ErrConfig", err)
 	}
 }

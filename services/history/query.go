@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/services/history/internal/store"
 	"github.com/natschat/chat/shared/chat"
@@ -23,9 +22,10 @@ const (
 	maxHistoryLimit     = 500
 	defaultRoomsLimit   = 100
 	maxRoomsLimit       = 1000
-	// floorTTL is how long an ack floor is reused. A stale floor is smaller
-	// than the true one, which is safe: the gateway then reads a little more
-	// from the stream.
+	// floorTTL is how long an epoch and ack floor are reused. A stale floor
+	// is smaller than the true one, which is safe: the gateway then reads a
+	// little more from the stream. A stale epoch names the stream the floor
+	// belongs to, which a gateway that has seen the new one notices.
 	floorTTL = 200 * time.Millisecond
 )
 
@@ -34,20 +34,23 @@ const (
 // database never blocks the subscription.
 type querier struct {
 	st      *store.Store
-	cons    jetstream.Consumer
+	src     *source
 	log     *slog.Logger
 	timeout time.Duration
 	slots   chan struct{}
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
+	epoch   int64
 	floor   uint64
 	floorAt time.Time
+	// The epoch before the current one, looked up once per epoch.
+	prevOf, prev int64
 }
 
-func newQuerier(st *store.Store, cons jetstream.Consumer, cfg Config, log *slog.Logger) *querier {
+func newQuerier(st *store.Store, src *source, cfg Config, log *slog.Logger) *querier {
 	return &querier{
-		st: st, cons: cons, log: log,
+		st: st, src: src, log: log,
 		timeout: cfg.QueryTimeout,
 		slots:   make(chan struct{}, cfg.QueryWorkers),
 	}
@@ -150,21 +153,30 @@ func (q *querier) history(ctx context.Context, m *nats.Msg) any {
 	// The floor must be read before the messages: every seq up to it was
 	// committed before the query starts, so the query sees it. Read after,
 	// it could cover a batch committed after the query's snapshot.
-	through, err := q.storedThrough(ctx)
+	epoch, through, err := q.position(ctx)
 	if err != nil {
 		q.log.Warn("history query: stored_through", "room", room, "err", err)
 		return fail("history temporarily unavailable")
 	}
-	msgs, hasMore, err := q.st.Messages(ctx, room, store.Query{Before: req.Before, After: req.After, Limit: req.Limit})
+	if req.Epoch != 0 && req.Epoch != epoch {
+		// An earlier stream: gone, so nothing of it is still to come.
+		epoch, through = req.Epoch, 0
+	}
+	msgs, hasMore, err := q.st.Messages(ctx, room, store.Query{Epoch: epoch, Before: req.Before, After: req.After, Limit: req.Limit})
 	if err != nil {
 		q.log.Warn("history query failed", "room", room, "err", err)
+		return fail("history temporarily unavailable")
+	}
+	prev, err := q.previousEpoch(ctx, epoch)
+	if err != nil {
+		q.log.Warn("history query: previous epoch", "room", room, "err", err)
 		return fail("history temporarily unavailable")
 	}
 	// Rows above stored_through may exist (a batch committed after the floor
 	// was read) and are returned as they are: they are real messages, and
 	// the gateway, which reads everything above stored_through from the
 	// stream, discards them to avoid duplicates.
-	return chat.HistoryResponse{Messages: msgs, HasMore: hasMore, StoredThrough: through}
+	return chat.HistoryResponse{Messages: msgs, HasMore: hasMore, StoredThrough: through, Epoch: epoch, PreviousEpoch: prev}
 }
 
 func parseHistoryRequest(data []byte) (chat.HistoryRequest, error) {
@@ -182,28 +194,70 @@ func parseHistoryRequest(data []byte) (chat.HistoryRequest, error) {
 	case req.Limit > maxHistoryLimit:
 		req.Limit = maxHistoryLimit
 	}
+	if req.Epoch < 0 {
+		return req, errors.New("invalid request: epoch must not be negative")
+	}
 	return req, nil
 }
 
-// storedThrough is the stream sequence up to which every message is
-// committed: the consumer's ack floor, since a message is acked only after
-// its batch is committed (or, if garbage, terminated).
-func (q *querier) storedThrough(ctx context.Context) (uint64, error) {
+// position is the stream's current epoch and the sequence up to which every
+// message of it is committed: the consumer's ack floor, since a message is
+// acked only after its batch is committed (or, if garbage, terminated).
+// The epoch is read before and after the floor, so the floor is known to
+// be of that stream's consumer.
+func (q *querier) position(ctx context.Context) (int64, uint64, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if time.Since(q.floorAt) < floorTTL {
-		return q.floor, nil
+		return q.epoch, q.floor, nil
 	}
-	info, err := q.cons.Info(ctx)
+	epoch, err := q.src.streamEpoch(ctx)
 	if err != nil {
 		if !q.floorAt.IsZero() {
-			// Older, so smaller, so still true.
-			return q.floor, nil
+			return q.epoch, q.floor, nil // older, so smaller, so still true
 		}
-		return 0, fmt.Errorf("consumer info: %w", err)
+		return 0, 0, err
 	}
-	q.floor, q.floorAt = info.AckFloor.Stream, time.Now()
-	return q.floor, nil
+	var floor uint64
+	cons, _ := q.src.current()
+	info, err := cons.Info(ctx)
+	switch {
+	case err == nil:
+		floor = info.AckFloor.Stream
+	case epoch == q.epoch && !q.floorAt.IsZero():
+		floor = q.floor // older, so smaller, so still true
+	default:
+		// The consumer is being set up again: nothing of this epoch is
+		// known to be stored, so a reader takes it all from the stream.
+	}
+	if again, err := q.src.streamEpoch(ctx); err != nil || again != epoch {
+		floor = 0 // the stream changed under the floor: it may be another's
+	}
+	q.epoch, q.floor, q.floorAt = epoch, floor, time.Now()
+	return epoch, floor, nil
+}
+
+// previousEpoch is the epoch recorded before epoch. The current epoch's is
+// cached (epochs are only ever added after the ones known); one asked for
+// by a request is looked up each time, so requests cannot fill a cache.
+func (q *querier) previousEpoch(ctx context.Context, epoch int64) (int64, error) {
+	q.mu.Lock()
+	cached, prev := q.prevOf == epoch, q.prev
+	current := epoch == q.epoch
+	q.mu.Unlock()
+	if cached {
+		return prev, nil
+	}
+	prev, err := q.st.PreviousEpoch(ctx, epoch)
+	if err != nil {
+		return 0, err
+	}
+	if current {
+		q.mu.Lock()
+		q.prevOf, q.prev = epoch, prev
+		q.mu.Unlock()
+	}
+	return prev, nil
 }
 
 type roomsRequest struct {

@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestQueries drives history.room.<room> and history.rooms over NATS.
@@ -23,14 +24,15 @@ func TestQueries(t *testing.T) {
 	// recently active room.
 	publish(t, nc, []string{"q", "other", "other"}, 0, 90)
 	publish(t, nc, []string{"big"}, 90, 600)
-	// An explicit ts an hour ahead makes "quiet" the most recent room even if
-	// its arrival shares a microsecond with the last message of "big".
-	ts := time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+	// An explicit ts two minutes ahead (within chat.MaxClockSkew, so it is
+	// kept) makes "quiet" the most recent room even if its arrival shares a
+	// microsecond with the last message of "big".
+	ts := time.Now().Add(2 * time.Minute).UTC().Format(time.RFC3339Nano)
 	if err := nc.Publish(chat.RoomSubject("quiet"), []byte(`{"text":"m-690","ts":"`+ts+`"}`)); err != nil {
 		t.Fatal(err)
 	}
 	const last = 691
-	waitStored(t, st, last, 20*time.Second)
+	waitStored(t, st, last, testkit.Deadline)
 	qSeq := func(i int) uint64 { return uint64(3*i + 1) } // seq of the i-th message of q
 
 	history := func(t *testing.T, room string, req any) chat.HistoryResponse {
@@ -42,7 +44,7 @@ func TestQueries(t *testing.T) {
 		return resp
 	}
 	// The ack floor trails the commit by an ack round trip.
-	waitFor(t, 10*time.Second, "stored_through to reach the last message", func() (bool, string) {
+	testkit.WaitForState(t, testkit.Deadline, "stored_through to reach the last message", func() (bool, string) {
 		resp := history(t, "q", nil)
 		return resp.StoredThrough == last, fmt.Sprintf("stored_through %d", resp.StoredThrough)
 	})

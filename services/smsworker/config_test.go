@@ -1,9 +1,7 @@
 package smsworker_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -32,12 +30,17 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 }
 
-// TestBadConfig checks that Run refuses a bad configuration at once,
-// naming the variable, before it connects anywhere.
+// TestBadConfig checks that Validate refuses a bad configuration at once,
+// naming the variable: the skeleton (shared/service) calls Validate before
+// Run, so nothing connects anywhere.
 func TestBadConfig(t *testing.T) {
+	t.Parallel()
 	var good smsworker.Config
 	if err := config.Load("SMSWORKER", &good, nil, io.Discard); err != nil {
 		t.Fatal(err)
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("the defaults are refused: %v", err)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -52,9 +55,7 @@ func TestBadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good
 			tc.change(&cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			err := smsworker.Run(ctx, cfg, slog.New(slog.DiscardHandler))
+			err := cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want an error naming %s", err, tc.want)
 			}

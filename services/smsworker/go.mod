@@ -6,6 +6,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/natschat/chat/shared v0.0.0
+	github.com/natschat/chat/shared/testkit v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 )
 
@@ -30,4 +31,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/natschat/chat/shared => ../../shared
+replace (
+	github.com/natschat/chat/shared => ../../shared
+	github.com/natschat/chat/shared/testkit => ../../shared/testkit
+)

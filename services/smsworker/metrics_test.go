@@ -1,29 +1,22 @@
 package smsworker_test
 
 import (
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // TestMetrics checks /metrics on the admin server: sends, retries and dead
 // letters are counted.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	cfg := testConfig(s)
-	cfg.AdminAddr = ln.Addr().String()
-	ln.Close()
+	cfg.AdminAddr = testkit.FreeAddr(t)
 	cfg.MaxDeliver = 2
 	rec := newRecorder()
 	rec.fail = func(task chat.SMSTask) bool { return task.ID == "bad" }
@@ -33,15 +26,9 @@ func TestMetrics(t *testing.T) {
 	queue(t, js, task("good", "carol"))
 	queue(t, js, task("bad", "bob"))
 	queueRaw(t, js, []byte("not json"), "garbage")
-	waitFor(t, 10*time.Second, "two dead letters", func() bool { return streamState(t, js, "SMS_DEAD").Msgs == 2 })
+	testkit.WaitFor(t, "two dead letters", func() bool { return natstest.StreamState(t, js, "SMS_DEAD").Msgs == 2 })
 
-	resp, err := http.Get("http://" + cfg.AdminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	got := string(body)
+	got := testkit.GetOK(t, "http://"+cfg.AdminAddr+"/metrics")
 	for _, want := range []string{
 		"chat_sms_sent_total 1",
 		"chat_sms_send_failures_total 2",

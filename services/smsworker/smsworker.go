@@ -7,7 +7,6 @@ package smsworker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -23,12 +22,15 @@ import (
 	"github.com/natschat/chat/shared/stream"
 )
 
+// Prefix is the prefix of the worker's variables.
+const Prefix = "SMSWORKER"
+
 // Config is the worker's configuration, read from SMSWORKER_* variables
 // (NATS_* and LOG_* are read when the SMSWORKER_ one is unset).
 type Config struct {
 	natsconn.Config
 	config.Log
-	Replicas    int             `split_words:"true" default:"1" desc:"JetStream replicas of the streams, the consumer and the bucket the worker creates (3 on a cluster)"`
+	stream.Settings
 	Consumer    string          `split_words:"true" default:"sms-worker" desc:"durable consumer name, shared by every worker instance"`
 	Concurrency int             `split_words:"true" default:"4" desc:"tasks in flight per worker instance"`
 	MaxDeliver  int             `split_words:"true" default:"5" desc:"deliveries of a task before it goes to the SMS_DEAD stream"`
@@ -39,28 +41,32 @@ type Config struct {
 	FakeDelay   time.Duration   `split_words:"true" default:"0s" desc:"fake sender: how long one send takes"`
 	FakeFail    string          `split_words:"true" default:"never" desc:"fake sender: always, never, or a failure rate between 0 and 1"`
 	AdminAddr   string          `split_words:"true" default:"" desc:"listen address of the /healthz, /readyz and /metrics HTTP server, e.g. :8082 (empty: off)"`
+	// ShutdownTimeout bounds the drain of the connection once the tasks in
+	// flight are finished (each within SendTimeout).
+	ShutdownTimeout time.Duration `split_words:"true" default:"10s" desc:"how long to drain NATS on SIGTERM, after the tasks in flight are finished"`
 }
 
-func (cfg Config) validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
-	check(cfg.Replicas >= 1, "SMSWORKER_REPLICAS is %d, want 1 or more", cfg.Replicas)
-	check(chat.ValidateName("consumer", cfg.Consumer) == nil, "SMSWORKER_CONSUMER %q: want letters, digits, '-' or '_'", cfg.Consumer)
-	check(cfg.Concurrency >= 1, "SMSWORKER_CONCURRENCY is %d, want 1 or more", cfg.Concurrency)
-	check(cfg.MaxDeliver >= 1, "SMSWORKER_MAX_DELIVER is %d, want 1 or more", cfg.MaxDeliver)
-	check(len(cfg.Backoff) > 0, "SMSWORKER_BACKOFF is empty, want at least one delay")
+// Validate reports every problem of the configuration at once.
+func (cfg Config) Validate() error {
+	c := config.NewChecker(Prefix)
+	cfg.Config.Check(c)
+	cfg.Log.Check(c)
+	cfg.Settings.Check(c)
+	c.Check(chat.ValidateName("consumer", cfg.Consumer) == nil, "CONSUMER", "must be letters, digits, '-' or '_' (got %q)", cfg.Consumer)
+	c.Check(cfg.Concurrency >= 1, "CONCURRENCY", "must be at least 1 (got %d)", cfg.Concurrency)
+	c.Check(cfg.MaxDeliver >= 1, "MAX_DELIVER", "must be at least 1 (got %d)", cfg.MaxDeliver)
+	c.Check(len(cfg.Backoff) > 0, "BACKOFF", "must have at least one delay")
 	for _, d := range cfg.Backoff {
-		check(d > 0, "SMSWORKER_BACKOFF has %v, want delays above zero", d)
+		c.Check(d > 0, "BACKOFF", "must have delays above zero (got %v)", d)
 	}
-	check(cfg.AckWait >= 30*time.Millisecond, "SMSWORKER_ACK_WAIT is %v, want 30ms or more", cfg.AckWait)
-	check(cfg.SendTimeout > 0, "SMSWORKER_SEND_TIMEOUT is %v, want more than zero", cfg.SendTimeout)
-	check(cfg.SentTTL >= time.Second, "SMSWORKER_SENT_TTL is %v, want 1s or more", cfg.SentTTL)
-	check(cfg.FakeDelay >= 0, "SMSWORKER_FAKE_DELAY is %v, want zero or more", cfg.FakeDelay)
-	return errors.Join(errs...)
+	c.Check(cfg.AckWait >= 30*time.Millisecond, "ACK_WAIT", "must be at least 30ms (got %v)", cfg.AckWait)
+	c.Check(cfg.SendTimeout > 0, "SEND_TIMEOUT", "must be more than 0 (got %v)", cfg.SendTimeout)
+	c.Check(cfg.SentTTL >= time.Second, "SENT_TTL", "must be at least 1s (got %v)", cfg.SentTTL)
+	c.Check(cfg.FakeDelay >= 0, "FAKE_DELAY", "must not be negative (got %v)", cfg.FakeDelay)
+	_, err := parseFailRate(cfg.FakeFail)
+	c.Check(err == nil, "FAKE_FAIL", "must be always, never, or a failure rate between 0 and 1 (got %q)", cfg.FakeFail)
+	c.Check(cfg.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT", "must be more than 0 (got %v)", cfg.ShutdownTimeout)
+	return c.Err()
 }
 
 // sentBucket is the KV bucket of sent task ids.
@@ -81,11 +87,9 @@ func WithSender(s Sender) Option {
 }
 
 // Run processes SMS tasks until ctx is cancelled, then stops pulling,
-// finishes and acks the tasks in flight, and drains the connection.
+// finishes and acks the tasks in flight, and drains the connection for at
+// most cfg.ShutdownTimeout. cfg is valid (Validate).
 func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) error {
-	if err := cfg.validate(); err != nil {
-		return err
-	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -137,12 +141,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) erro
 	w.serve(ctx)
 	ready.Store(false)
 	log.Info("sms worker stopped pulling, draining")
-	return natsconn.Drain(context.Background(), nc)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := natsconn.Drain(dctx, nc); err != nil {
+		log.Warn("drain nats", "err", err)
+	}
+	return nil
 }
 
-// setup creates (or updates) what the worker needs: the SMS and SMS_DEAD
-// streams, CHAT for the confirmations, the sent bucket and the consumer.
-// It retries until NATS is there or ctx ends.
+// setup creates (or updates) what the worker needs: the SMS stream (the
+// worker owns it, see package stream), SMS_DEAD, the sent bucket and the
+// consumer, and CHAT for the confirmations (history owns it: created when
+// missing, never changed). It retries until NATS is there or ctx ends.
 func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*worker, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -150,7 +160,7 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 	}
 	w := &worker{cfg: cfg, js: js, log: log}
 	opts := stream.Options{Replicas: cfg.Replicas}
-	for _, sc := range []jetstream.StreamConfig{stream.SMSConfig(opts), deadConfig(cfg.Replicas), stream.ChatConfig(opts)} {
+	for _, sc := range []jetstream.StreamConfig{stream.SMSConfig(opts), deadConfig(cfg.Replicas)} {
 		if err := natsconn.Retry(ctx, log, "ensure stream "+sc.Name, func(ctx context.Context) error {
 			s, err := stream.Ensure(ctx, js, sc)
 			if sc.Name == stream.SMS {
@@ -160,6 +170,12 @@ func setup(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*w
 		}); err != nil {
 			return nil, err
 		}
+	}
+	if err := natsconn.Retry(ctx, log, "stream "+stream.Chat, func(ctx context.Context) error {
+		_, err := stream.Use(ctx, js, stream.ChatConfig(opts), log)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	if err := natsconn.Retry(ctx, log, "ensure bucket "+sentBucket, func(ctx context.Context) (err error) {
 		w.sent, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -4,28 +4,26 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/services/smsworker"
 	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/natsconn"
-	"github.com/natschat/chat/shared/natstest"
 	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
 )
 
 // testConfig is the worker's configuration with test-sized delays.
 func testConfig(s *server.Server) smsworker.Config {
 	return smsworker.Config{
 		Config:      natsconn.Config{URL: s.ClientURL()},
-		Replicas:    1,
 		Consumer:    "sms-worker",
 		Concurrency: 4,
 		MaxDeliver:  5,
@@ -34,6 +32,8 @@ func testConfig(s *server.Server) smsworker.Config {
 		SendTimeout: 5 * time.Second,
 		SentTTL:     time.Hour,
 		FakeFail:    "never",
+		// The drain after the tasks in flight, as the binary's default.
+		ShutdownTimeout: 10 * time.Second,
 	}
 }
 
@@ -41,30 +41,12 @@ func testConfig(s *server.Server) smsworker.Config {
 // and checks that it stops cleanly.
 func startWorker(t *testing.T, cfg smsworker.Config, sender smsworker.Sender) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	done := make(chan error, 1)
+	log := testkit.Logger(t)
 	var opts []smsworker.Option
 	if sender != nil {
 		opts = append(opts, smsworker.WithSender(sender))
 	}
-	go func() { done <- smsworker.Run(ctx, cfg, log, opts...) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("smsworker.Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Error("smsworker.Run did not return within 15s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testkit.Start(t, "sms-worker", func(ctx context.Context) error { return smsworker.Run(ctx, cfg, log, opts...) })
 }
 
 // recorder is a Sender that counts sends per task id. fail decides whether
@@ -123,15 +105,6 @@ func (r *recorder) attemptTimes(id string) []time.Time {
 	return append([]time.Time(nil), r.attempts[id]...)
 }
 
-func newJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // ensureStreams creates what the bot would, so tasks can be queued before
 // a worker runs.
 func ensureStreams(t *testing.T, js jetstream.JetStream) {
@@ -168,47 +141,16 @@ func queueRaw(t *testing.T, js jetstream.JetStream, data []byte, msgID string) {
 	}
 }
 
-// roomTexts counts the texts of room's messages in the CHAT stream.
+// roomTexts counts the texts of room's messages in the CHAT stream, all
+// of which must be the bot's.
 func roomTexts(t *testing.T, js jetstream.JetStream, room string) map[string]int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	subject := chat.RoomSubject(room)
-	s, err := js.Stream(ctx, stream.Chat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
 	texts := map[string]int{}
-	n := int(info.State.Subjects[subject])
-	if n == 0 {
-		return texts
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := 0
-	for m := range batch.Messages() {
-		msg, err := chat.ParseMessage(m.Data(), time.Now())
-		if err != nil {
-			t.Fatalf("room message %q: %v", m.Data(), err)
+	for _, m := range natstest.RoomMessages(t, js, room) {
+		if m.User != "bot" || m.Kind != chat.KindBot {
+			t.Errorf("got room message by %q kind %q, want bot bot", m.User, m.Kind)
 		}
-		if msg.User != "bot" || msg.Kind != chat.KindBot {
-			t.Errorf("got room message by %q kind %q, want bot bot", msg.User, msg.Kind)
-		}
-		texts[msg.Text]++
-		got++
-	}
-	if got != n {
-		t.Fatalf("read %d messages, the stream has %d", got, n)
+		texts[m.Text]++
 	}
 	return texts
 }
@@ -225,7 +167,7 @@ type deadLetter struct {
 
 func deadLetters(t *testing.T, js jetstream.JetStream) []deadLetter {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
 	s, err := js.Stream(ctx, "SMS_DEAD")
 	if err != nil {
@@ -251,38 +193,11 @@ func deadLetters(t *testing.T, js jetstream.JetStream) []deadLetter {
 	return out
 }
 
-func streamState(t *testing.T, js jetstream.JetStream, name string) jetstream.StreamState {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitPulling waits until n workers have a pull request waiting, so a test
 // that queues tasks next spreads them over all n.
 func waitPulling(t *testing.T, js jetstream.JetStream, consumer string, n int) {
 	t.Helper()
-	waitFor(t, 15*time.Second, fmt.Sprintf("%d workers pulling", n), func() bool {
+	testkit.WaitFor(t, fmt.Sprintf("%d workers pulling", n), func() bool {
 		c, err := js.Consumer(context.Background(), stream.SMS, consumer)
 		if err != nil {
 			return false
@@ -292,23 +207,41 @@ func waitPulling(t *testing.T, js jetstream.JetStream, consumer string, n int) {
 	})
 }
 
-// waitEmpty waits until every task was acked or terminated.
-func waitEmpty(t *testing.T, js jetstream.JetStream, timeout time.Duration) {
+// consumerInfo is the state of the SMS stream's consumer.
+func consumerInfo(t *testing.T, js jetstream.JetStream, consumer string) *jetstream.ConsumerInfo {
 	t.Helper()
-	waitFor(t, timeout, "the SMS stream to be empty", func() bool {
-		return streamState(t, js, stream.SMS).Msgs == 0
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
+	defer cancel()
+	c, err := js.Consumer(ctx, stream.SMS, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// waitEmpty waits until every task was acked or terminated.
+func waitEmpty(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	testkit.WaitForState(t, time.Minute, "the SMS stream to be empty", func() (bool, string) {
+		n := natstest.StreamState(t, js, stream.SMS).Msgs
+		return n == 0, fmt.Sprintf("%d tasks left", n)
 	})
 }
 
 func TestSendsAndConfirms(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	rec := newRecorder()
 	startWorker(t, testConfig(s), rec)
 	waitPulling(t, js, "sms-worker", 1)
 
 	queue(t, js, task("t1", "bob"))
-	waitEmpty(t, js, 10*time.Second)
+	waitEmpty(t, js)
 	if got := rec.sentCount("t1"); got != 1 {
 		t.Errorf("got %d sends, want 1", got)
 	}
@@ -322,7 +255,7 @@ func TestSendsAndConfirms(t *testing.T) {
 	// stops a second SMS, and the confirmation is not repeated.
 	data, _ := json.Marshal(task("t1", "bob"))
 	queueRaw(t, js, data, "")
-	waitEmpty(t, js, 10*time.Second)
+	waitEmpty(t, js)
 	if got := rec.sentCount("t1"); got != 1 {
 		t.Errorf("got %d sends after a repeated task, want 1", got)
 	}
@@ -335,9 +268,10 @@ func TestSendsAndConfirms(t *testing.T) {
 // once and confirmed once, and no worker has more than Concurrency tasks in
 // flight.
 func TestThreeWorkers(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
-	js := newJS(t, nc)
+	js := natstest.JetStream(t, nc)
 	cfg := testConfig(s)
 	var recs []*recorder
 	for range 3 {
@@ -357,10 +291,10 @@ func TestThreeWorkers(t *testing.T) {
 	}
 	select {
 	case <-js.PublishAsyncComplete():
-	case <-time.After(20 * time.Second):
+	case <-time.After(testkit.Deadline):
 		t.Fatal("publishing tasks timed out")
 	}
-	waitEmpty(t, js, 60*time.Second)
+	waitEmpty(t, js)
 
 	texts := roomTexts(t, js, "lobby")
 	for i := range n {
@@ -396,12 +330,15 @@ func TestThreeWorkers(t *testing.T) {
 // is tried MaxDeliver times with the backoff in between, then lands in
 // SMS_DEAD; meanwhile a good task goes through on the only slot.
 func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	cfg := testConfig(s)
 	cfg.Concurrency = 1
 	cfg.MaxDeliver = 3
-	cfg.Backoff = []time.Duration{200 * time.Millisecond, 400 * time.Millisecond}
+	// Long enough that the good task, queued after the first try, goes
+	// out before the last one even on a busy machine.
+	cfg.Backoff = []time.Duration{300 * time.Millisecond, time.Second}
 	rec := newRecorder()
 	rec.fail = func(task chat.SMSTask) bool { return task.ID == "bad" }
 	startWorker(t, cfg, rec)
@@ -409,12 +346,12 @@ func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
 
 	bad := task("bad", "bob")
 	queue(t, js, bad)
-	waitFor(t, 10*time.Second, "the first attempt", func() bool { return len(rec.attemptTimes("bad")) >= 1 })
+	testkit.WaitFor(t, "the first attempt", func() bool { return len(rec.attemptTimes("bad")) >= 1 })
 	queue(t, js, task("good", "carol"))
-	waitFor(t, 10*time.Second, "the good task", func() bool { return rec.sentCount("good") == 1 })
+	testkit.WaitFor(t, "the good task", func() bool { return rec.sentCount("good") == 1 })
 	goodAt := rec.attemptTimes("good")[0]
 
-	waitFor(t, 10*time.Second, "a dead letter", func() bool { return streamState(t, js, "SMS_DEAD").Msgs == 1 })
+	testkit.WaitFor(t, "a dead letter", func() bool { return natstest.StreamState(t, js, "SMS_DEAD").Msgs == 1 })
 	attempts := rec.attemptTimes("bad")
 	if len(attempts) != cfg.MaxDeliver {
 		t.Fatalf("got %d attempts, want %d", len(attempts), cfg.MaxDeliver)
@@ -433,7 +370,7 @@ func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
 		dead[0].deliveries != "3" || !strings.Contains(dead[0].reason, "provider refused bad") {
 		t.Errorf("got dead letters %+v, want the bad task on sms_dead.failed after 3 deliveries", dead)
 	}
-	waitEmpty(t, js, 5*time.Second)
+	waitEmpty(t, js)
 	texts := roomTexts(t, js, "lobby")
 	if texts[confirmation("bob")] != 0 || texts[confirmation("carol")] != 1 {
 		t.Errorf("got room texts %v, want only carol's confirmation", texts)
@@ -443,8 +380,9 @@ func TestFailingTaskIsRetriedThenDeadLettered(t *testing.T) {
 // TestMalformedTasksAreDeadLettered: garbage on sms_channel is moved to
 // SMS_DEAD at once, never sent nor retried, and the worker goes on.
 func TestMalformedTasksAreDeadLettered(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	rec := newRecorder()
 	startWorker(t, testConfig(s), rec)
 	waitPulling(t, js, "sms-worker", 1)
@@ -460,7 +398,7 @@ func TestMalformedTasksAreDeadLettered(t *testing.T) {
 		queueRaw(t, js, []byte(data), "")
 	}
 	queue(t, js, task("good", "carol"))
-	waitEmpty(t, js, 10*time.Second)
+	waitEmpty(t, js)
 
 	if got := rec.sentCount("good"); got != 1 {
 		t.Errorf("good task sent %d times, want 1", got)
@@ -492,20 +430,21 @@ func TestMalformedTasksAreDeadLettered(t *testing.T) {
 // TestDrainFinishesTasksInFlight: a worker told to stop during a slow send
 // finishes it, confirms and acks before Run returns.
 func TestDrainFinishesTasksInFlight(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	rec := newRecorder()
 	rec.delay = 500 * time.Millisecond
 	stop := startWorker(t, testConfig(s), rec)
 	waitPulling(t, js, "sms-worker", 1)
 
 	queue(t, js, task("slow", "bob"))
-	waitFor(t, 10*time.Second, "the send to start", func() bool { return len(rec.attemptTimes("slow")) == 1 })
+	testkit.WaitFor(t, "the send to start", func() bool { return len(rec.attemptTimes("slow")) == 1 })
 	stop()
 	if got := rec.sentCount("slow"); got != 1 {
 		t.Errorf("got %d sends, want 1", got)
 	}
-	if got := streamState(t, js, stream.SMS).Msgs; got != 0 {
+	if got := natstest.StreamState(t, js, stream.SMS).Msgs; got != 0 {
 		t.Errorf("got %d tasks left after drain, want 0 (acked)", got)
 	}
 	if got := roomTexts(t, js, "lobby")[confirmation("bob")]; got != 1 {
@@ -516,8 +455,9 @@ func TestDrainFinishesTasksInFlight(t *testing.T) {
 // TestSlowTaskDoesNotBlockOthers: with two slots, a send that hangs holds
 // one, and the other tasks flow through the other.
 func TestSlowTaskDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
 	s := natstest.Start(t)
-	js := newJS(t, natstest.Connect(t, s))
+	js := natstest.JetStream(t, natstest.Connect(t, s))
 	cfg := testConfig(s)
 	cfg.Concurrency = 2
 	release := make(chan struct{})
@@ -527,11 +467,11 @@ func TestSlowTaskDoesNotBlockOthers(t *testing.T) {
 	waitPulling(t, js, "sms-worker", 1)
 
 	queue(t, js, task("slow", "bob"))
-	waitFor(t, 10*time.Second, "the slow send to start", func() bool { return len(rec.attemptTimes("slow")) == 1 })
+	testkit.WaitFor(t, "the slow send to start", func() bool { return len(rec.attemptTimes("slow")) == 1 })
 	for i := range 10 {
 		queue(t, js, task(fmt.Sprintf("fast%d", i), fmt.Sprintf("u%d", i)))
 	}
-	waitFor(t, 10*time.Second, "the fast tasks", func() bool {
+	testkit.WaitFor(t, "the fast tasks", func() bool {
 		for i := range 10 {
 			if rec.sentCount(fmt.Sprintf("fast%d", i)) != 1 {
 				return false
@@ -540,7 +480,7 @@ func TestSlowTaskDoesNotBlockOthers(t *testing.T) {
 		return true
 	})
 	close(release)
-	waitEmpty(t, js, 10*time.Second)
+	waitEmpty(t, js)
 	if got := rec.sentCount("slow"); got != 1 {
 		t.Errorf("slow task sent %d times, want 1", got)
 	}

@@ -3,7 +3,9 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -74,10 +76,11 @@ type HistoryFrame struct {
 	// carries, or that the stream started over: it drops what it shows
 	// (and its last seq) and starts from these messages.
 	Reset bool `json:"reset,omitempty"`
-	// Epoch names the stream's sequence space (its creation time). A
-	// client resumes with ?since=<seq>&epoch=<epoch>; a seq of another
-	// epoch means nothing in this one, and the resume becomes a reset.
-	Epoch string `json:"epoch,omitempty"`
+	// Epoch names the stream's sequence space (chat.EpochOf its creation
+	// time). A client resumes with ?since=<seq>&epoch=<epoch>; a seq of
+	// another epoch means nothing in this one, and the resume becomes a
+	// reset.
+	Epoch int64 `json:"epoch,omitempty"`
 }
 
 // ErrorFrame reports a refused frame or command.
@@ -122,7 +125,7 @@ type ServerFrame struct {
 	Messages []Message `json:"messages"`
 	HasMore  bool      `json:"has_more"`
 	Reset    bool      `json:"reset"`
-	Epoch    string    `json:"epoch"`
+	Epoch    int64     `json:"epoch"`
 	// error
 	Code  Code      `json:"code"`
 	Error string    `json:"message"`
@@ -158,4 +161,44 @@ func DecodeFrames(data []byte) ([]ServerFrame, error) {
 		frames = append(frames, f)
 	}
 	return frames, nil
+}
+
+// Refusal is a client frame refused by ParseClientFrame: the code and
+// message of the error frame the sender gets.
+type Refusal struct {
+	Code     Code
+	Message  string
+	ClientID string // the message it is about, if any
+}
+
+func (e *Refusal) Error() string { return string(e.Code) + ": " + e.Message }
+
+// ParseClientFrame decodes and checks a frame a browser sent. Every
+// refusal is a *Refusal that says what is wrong; unknown fields are
+// ignored, so that older gateways accept frames of newer clients.
+func ParseClientFrame(data []byte) (ClientFrame, error) {
+	var f ClientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return ClientFrame{}, &Refusal{Code: CodeInvalid, Message: "malformed JSON frame: " + err.Error()}
+	}
+	if len(f.ClientID) > MaxClientIDLen {
+		return ClientFrame{}, &Refusal{Code: CodeInvalid, Message: fmt.Sprintf("client_id is longer than %d bytes", MaxClientIDLen)}
+	}
+	switch f.Type {
+	case FrameMessage:
+		if err := ValidateText(f.Text); err != nil {
+			code := CodeInvalid
+			if errors.Is(err, ErrTextTooLong) {
+				code = CodeTooLong
+			}
+			return ClientFrame{}, &Refusal{Code: code, Message: strings.TrimPrefix(err.Error(), ErrBadMessage.Error()+": "), ClientID: f.ClientID}
+		}
+	case FrameHistory:
+		if f.Limit < 0 {
+			return ClientFrame{}, &Refusal{Code: CodeInvalid, Message: "limit must not be negative"}
+		}
+	default:
+		return ClientFrame{}, &Refusal{Code: CodeInvalid, Message: fmt.Sprintf("unknown frame type %.40q: use \"message\" or \"history\"", f.Type), ClientID: f.ClientID}
+	}
+	return f, nil
 }

@@ -3,6 +3,7 @@ package chat
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,8 +21,8 @@ func goldenFrames() map[string]any {
 		"frame_in_message.json":    ClientFrame{Type: FrameMessage, Text: "hi", ClientID: "c-1"},
 		"frame_in_history.json":    ClientFrame{Type: FrameHistory, Before: 42, Limit: 50},
 		"frame_message.json":       MessageFrame{Type: FrameMessage, Message: msg},
-		"frame_history.json":       HistoryFrame{Type: FrameHistory, Messages: []Message{msg}, HasMore: true, Epoch: "2026-11-24T11:00:00Z"},
-		"frame_history_reset.json": HistoryFrame{Type: FrameHistory, Messages: []Message{}, Reset: true, Epoch: "2026-11-24T11:30:00Z"},
+		"frame_history.json":       HistoryFrame{Type: FrameHistory, Messages: []Message{msg}, HasMore: true, Epoch: 1764000000000000},
+		"frame_history_reset.json": HistoryFrame{Type: FrameHistory, Messages: []Message{}, Reset: true, Epoch: 1764001800000000},
 		"frame_error.json":         ErrorFrame{Type: FrameError, Code: CodeTooLong, Message: "message text is longer than 4000 characters", ClientID: "c-1"},
 		"frame_notice.json":        NoticeFrame{Type: FrameNotice, Text: "SMS to bob queued", ClientID: "c-2"},
 		"frame_notice_help.json":   NoticeFrame{Type: FrameNotice, Text: "/now  the time", Commands: []Command{{Name: "now", Usage: "/now", Help: "the time"}}},
@@ -102,4 +103,63 @@ func TestDecodeFramesRefusesGarbage(t *testing.T) {
 			t.Errorf("DecodeFrames(%q) succeeded", in)
 		}
 	}
+}
+
+func TestParseClientFrame(t *testing.T) {
+	good := map[string]ClientFrame{
+		`{"type":"message","text":"hi","client_id":"c1"}`: {Type: FrameMessage, Text: "hi", ClientID: "c1"},
+		`{"type":"message","text":"hi","extra":1}`:        {Type: FrameMessage, Text: "hi"},
+		`{"type":"history","before":9,"limit":5}`:         {Type: FrameHistory, Before: 9, Limit: 5},
+		`{"type":"history"}`:                              {Type: FrameHistory},
+	}
+	for in, want := range good {
+		got, err := ParseClientFrame([]byte(in))
+		if err != nil || got != want {
+			t.Errorf("ParseClientFrame(%s) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	bad := map[string]Code{
+		`nope`: CodeInvalid,
+		`{"type":"message","text":"` + strings.Repeat("é", MaxTextLen+1) + `"}`: CodeTooLong,
+		`{"type":"message","text":"   "}`:                                       CodeInvalid,
+		`{"type":"message"}`:                                                    CodeInvalid,
+		`{"type":"message","text":42}`:                                          CodeInvalid,
+		`{"type":"history","limit":-1}`:                                         CodeInvalid,
+		`{"type":"dance"}`:                                                      CodeInvalid,
+		`{"text":"no type"}`:                                                    CodeInvalid,
+		`{"type":"message","text":"x","client_id":"` + strings.Repeat("c", 129) + `"}`: CodeInvalid,
+	}
+	for in, code := range bad {
+		_, err := ParseClientFrame([]byte(in))
+		var fe *Refusal
+		if !errors.As(err, &fe) || fe.Code != code || fe.Message == "" {
+			t.Errorf("ParseClientFrame(%.50s) = %v, want a %s Refusal", in, err, code)
+		}
+	}
+}
+
+// FuzzParseClientFrame: any bytes give a frame or a FrameError, never a
+// panic; an accepted frame encodes to one that is accepted the same.
+func FuzzParseClientFrame(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"message","text":"hi","client_id":"c1"}`, `{"type":"history","before":9,"limit":5}`,
+		`{"type":"message","text":"\u0000"}`, `{"type":"message","text":"\u202e"}`, `[]`, `{"type":"message","text":"a\nb"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := ParseClientFrame(data)
+		if err != nil {
+			var fe *Refusal
+			if !errors.As(err, &fe) || fe.Code == "" {
+				t.Fatalf("error %v is not a Refusal with a code", err)
+			}
+			return
+		}
+		data, _ = json.Marshal(fr)
+		again, err := ParseClientFrame(data)
+		if err != nil || again != fr {
+			t.Fatalf("round trip of %+v: %+v, %v", fr, again, err)
+		}
+	})
 }

@@ -82,7 +82,7 @@ func TestGolden(t *testing.T) {
 		"bot_reply_error.json":     BotReply{OK: false, Code: "unknown_command", Error: "unknown command /nope: try /help"},
 		"sms_task.json":            SMSTask{ID: "t1", Room: "lobby", From: "alice", To: "bob", RequestedAt: ts},
 		"history_request.json":     HistoryRequest{Before: 100, Limit: 50},
-		"history_response.json":    HistoryResponse{Messages: []Message{msg}, HasMore: true, StoredThrough: 42},
+		"history_response.json":    HistoryResponse{Messages: []Message{msg}, HasMore: true, StoredThrough: 42, Epoch: EpochOf(ts), PreviousEpoch: EpochOf(ts.Add(-time.Hour))},
 		"rooms_response.json":      RoomsResponse{Rooms: []Room{{Name: "lobby", Messages: 3, CreatedAt: ts, LastMessageAt: ts}}},
 		"presence.json":            Presence{Room: "lobby", User: "alice", Event: PresenceJoin, Gateway: "gw1", TS: ts},
 		"presence_here.json":       Presence{Room: "lobby", Users: []string{"alice", "bob"}, Guests: []string{"bob"}, Event: PresenceHere, Gateway: "gw1", TS: ts},

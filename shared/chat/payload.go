@@ -47,22 +47,42 @@ type SMSTask struct {
 
 // HistoryRequest asks for messages of a room with Before > seq > After
 // (zero means unbounded), newest first when only Before is set, at most Limit.
+// Epoch selects an earlier epoch of the CHAT stream (see HistoryResponse);
+// zero means the current one.
 type HistoryRequest struct {
 	Before uint64 `json:"before,omitempty"`
 	After  uint64 `json:"after,omitempty"`
 	Limit  int    `json:"limit,omitempty"`
+	Epoch  int64  `json:"epoch,omitempty"`
 }
 
 // HistoryResponse answers a HistoryRequest with messages in seq order.
+//
+// Sequences are numbers of one CHAT stream: a stream that is deleted and
+// created again (or loses its store) starts over at 1. Epoch names the
+// stream the messages and StoredThrough belong to: its creation time in
+// microseconds since 1970 (a safe JavaScript integer), what a JetStream
+// stream info reports as created. A reader that knows the stream's
+// creation time compares it with Epoch; a different value means the seqs
+// are not comparable with the ones it holds. Messages of an earlier epoch
+// stay readable with HistoryRequest.Epoch; PreviousEpoch names the epoch
+// before this one (zero: none), so a reader can walk back.
+//
 // StoredThrough is the stream sequence up to which every message is stored:
 // anything newer may not be in the database yet and must come from the
-// stream.
+// stream. It is zero for an earlier epoch, whose stream is gone.
 type HistoryResponse struct {
 	Messages      []Message `json:"messages"`
 	HasMore       bool      `json:"has_more"`
 	StoredThrough uint64    `json:"stored_through"`
+	Epoch         int64     `json:"epoch"`
+	PreviousEpoch int64     `json:"previous_epoch,omitempty"`
 	Error         string    `json:"error,omitempty"`
 }
+
+// EpochOf is the Epoch of a stream created at created (its JetStream
+// stream info's Created).
+func EpochOf(created time.Time) int64 { return created.UnixMicro() }
 
 // Room describes a room in a RoomsResponse.
 type Room struct {

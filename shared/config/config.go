@@ -1,17 +1,16 @@
-// Package config loads a service's configuration from the environment the
-// same way in every binary, and builds its logger.
+// Package config reads a service's configuration from the environment the
+// same way in every binary: the variables (listed by -h), the checks that
+// report every problem at once, and the logging settings. Running a binary
+// with it is package service.
 package config
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
@@ -20,21 +19,34 @@ import (
 // ErrHelp is returned by Load when the usage was printed because of -h.
 var ErrHelp = errors.New("help requested")
 
-// Load fills spec from environment variables with prefix (see envconfig).
-// With -h, -help or --help in args it prints every variable to stdout and
-// returns ErrHelp; any other argument is an error, since configuration comes
-// only from the environment.
-func Load(prefix string, spec any, args []string, stdout io.Writer) error {
+// ParseArgs reports whether args ask for the usage (-h, -help or --help).
+// Any other argument is an error: configuration comes only from the
+// environment.
+func ParseArgs(args []string) (help bool, err error) {
 	for _, arg := range args {
 		switch arg {
 		case "-h", "-help", "--help":
-			if err := Usage(prefix, spec, stdout); err != nil {
-				return err
-			}
-			return ErrHelp
+			help = true
 		default:
-			return fmt.Errorf("unexpected argument %q: configuration comes from environment variables, see -h", arg)
+			return false, fmt.Errorf("unexpected argument %q: configuration comes from environment variables, see -h", arg)
 		}
+	}
+	return help, nil
+}
+
+// Load fills spec from environment variables with prefix (see envconfig).
+// With -h, -help or --help in args it prints every variable to stdout and
+// returns ErrHelp; any other argument is an error.
+func Load(prefix string, spec any, args []string, stdout io.Writer) error {
+	help, err := ParseArgs(args)
+	if err != nil {
+		return err
+	}
+	if help {
+		if err := Usage(prefix, spec, stdout); err != nil {
+			return err
+		}
+		return ErrHelp
 	}
 	if err := envconfig.Process(prefix, spec); err != nil {
 		return fmt.Errorf("load config: %w", err)
@@ -62,10 +74,53 @@ const usageFormat = `VARIABLE	DEFAULT	DESCRIPTION
 {{range .}}{{usage_key .}}	{{usage_default .}}	{{usage_description .}}{{if .Alt}} (or {{.Alt}}){{end}}
 {{end}}`
 
+// Checker collects the problems of a configuration read with one prefix,
+// so that all of them are reported at once, each naming its variable:
+//
+//	c := config.NewChecker("GATEWAY")
+//	c.Check(cfg.SendQueue >= 1, "SEND_QUEUE", "must be at least 1 (got %d)", cfg.SendQueue)
+//	return c.Err()
+type Checker struct {
+	prefix string
+	errs   []error
+}
+
+// NewChecker checks the variables <prefix>_*.
+func NewChecker(prefix string) *Checker { return &Checker{prefix: prefix} }
+
+// Check records "<prefix>_<name> <message>" unless ok.
+func (c *Checker) Check(ok bool, name, format string, args ...any) {
+	if !ok {
+		c.errs = append(c.errs, fmt.Errorf("%s_%s %s", c.prefix, name, fmt.Sprintf(format, args...)))
+	}
+}
+
+// CheckShared is Check for a variable that falls back to its unprefixed
+// name (NATS_URL, LOG_LEVEL, ...): the message names both.
+func (c *Checker) CheckShared(ok bool, name, format string, args ...any) {
+	if !ok {
+		c.errs = append(c.errs, fmt.Errorf("%s_%s (or %s) %s", c.prefix, name, name, fmt.Sprintf(format, args...)))
+	}
+}
+
+// Err is nil without problems, else all of them, one per line.
+func (c *Checker) Err() error { return errors.Join(c.errs...) }
+
 // Log is the logging part of every service's configuration.
 type Log struct {
 	Level  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	Format string `envconfig:"LOG_FORMAT" default:"auto" desc:"text, json, or auto (text on a terminal, json otherwise)"`
+}
+
+// Check records what is wrong with the logging variables.
+func (cfg Log) Check(c *Checker) {
+	var level slog.Level
+	c.CheckShared(level.UnmarshalText([]byte(cfg.Level)) == nil, "LOG_LEVEL", "must be debug, info, warn or error (got %q)", cfg.Level)
+	switch strings.ToLower(cfg.Format) {
+	case "text", "json", "auto":
+	default:
+		c.CheckShared(false, "LOG_FORMAT", "must be text, json or auto (got %q)", cfg.Format)
+	}
 }
 
 // Logger builds the slog logger cfg describes, writing to w.
@@ -96,52 +151,3 @@ func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
-
-// Main is the whole main function of a service binary: it loads prefix's
-// configuration from the environment (-h prints it), builds the logger,
-// and runs run until SIGINT or SIGTERM. It exits 2 on a configuration
-// error and 1 when run fails.
-func Main[C interface {
-	Logger(io.Writer) (*slog.Logger, error)
-}](name, prefix string, run func(context.Context, C, *slog.Logger) error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := Run(ctx, prefix, os.Args[1:], os.Stdout, os.Stderr, run); err != nil {
-		stop()
-		var cfgErr configError
-		if errors.As(err, &cfgErr) {
-			// There may be no logger: say it plainly.
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-			os.Exit(2)
-		}
-		os.Exit(1) // Run has logged it
-	}
-}
-
-// Run is Main without the process: testable, and usable by a binary that
-// composes several services.
-func Run[C interface {
-	Logger(io.Writer) (*slog.Logger, error)
-}](ctx context.Context, prefix string, args []string, stdout, stderr io.Writer, run func(context.Context, C, *slog.Logger) error) error {
-	var cfg C
-	if err := Load(prefix, &cfg, args, stdout); err != nil {
-		if errors.Is(err, ErrHelp) {
-			return nil
-		}
-		return configError{err}
-	}
-	log, err := cfg.Logger(stderr)
-	if err != nil {
-		return configError{err}
-	}
-	if err := run(ctx, cfg, log); err != nil {
-		log.Error("stopped", "err", err)
-		return err
-	}
-	return nil
-}
-
-// configError marks a configuration problem, as opposed to a failure.
-type configError struct{ error }
-
-func (e configError) Unwrap() error { return e.error }

@@ -2,20 +2,21 @@ package config
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
-
-	"github.com/natschat/chat/shared/natsconn"
 )
 
+// spec is shaped like a service's configuration: an embedded part with
+// shared variables (as natsconn.Config), the log, and its own.
 type spec struct {
-	natsconn.Config
+	NATS
 	Log
 	Addr string `default:":8080" desc:"listen address"`
+}
+
+type NATS struct {
+	URL string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URLs"`
 }
 
 func TestLoadPrefixedAndUnprefixed(t *testing.T) {
@@ -70,30 +71,49 @@ func TestLogger(t *testing.T) {
 	}
 }
 
-func TestRun(t *testing.T) {
-	var got spec
-	run := func(_ context.Context, s spec, _ *slog.Logger) error {
-		got = s
-		return nil
+// TestChecker: every problem is reported, each naming its variable, the
+// shared ones with their unprefixed fallback.
+func TestChecker(t *testing.T) {
+	c := NewChecker("SVC")
+	c.Check(true, "FINE", "is never reported")
+	c.Check(false, "SEND_QUEUE", "must be at least 1 (got %d)", 0)
+	Log{Level: "loud", Format: "yaml"}.Check(c)
+	err := c.Err()
+	if err == nil {
+		t.Fatal("no error")
 	}
-	t.Setenv("SVC_ADDR", ":1234")
-	if err := Run(context.Background(), "SVC", nil, io.Discard, io.Discard, run); err != nil {
-		t.Fatal(err)
+	want := []string{
+		"SVC_SEND_QUEUE must be at least 1 (got 0)",
+		`SVC_LOG_LEVEL (or LOG_LEVEL) must be debug, info, warn or error (got "loud")`,
+		`SVC_LOG_FORMAT (or LOG_FORMAT) must be text, json or auto (got "yaml")`,
 	}
-	if got.Addr != ":1234" {
-		t.Errorf("run got %+v", got)
+	if got := strings.Split(err.Error(), "\n"); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got\n%s\nwant\n%s", err, strings.Join(want, "\n"))
 	}
-	var out bytes.Buffer
-	if err := Run(context.Background(), "SVC", []string{"-h"}, &out, io.Discard, run); err != nil || !strings.Contains(out.String(), "SVC_ADDR") {
-		t.Errorf("-h: %v %q", err, out.String())
+	if err := NewChecker("SVC").Err(); err != nil {
+		t.Errorf("no problems: got %v", err)
 	}
-	err := Run(context.Background(), "SVC", []string{"--nope"}, io.Discard, io.Discard, run)
-	var ce configError
-	if !errors.As(err, &ce) {
-		t.Errorf("bad argument: %v, want a configuration error", err)
+	ok := NewChecker("SVC")
+	Log{Level: "WARN", Format: "json"}.Check(ok)
+	if err := ok.Err(); err != nil {
+		t.Errorf("valid log settings refused: %v", err)
 	}
-	failed := errors.New("boom")
-	if err := Run(context.Background(), "SVC", nil, io.Discard, io.Discard, func(context.Context, spec, *slog.Logger) error { return failed }); !errors.Is(err, failed) {
-		t.Errorf("run failure: %v", err)
+}
+
+func TestParseArgs(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		help    bool
+		wantErr bool
+	}{
+		{nil, false, false},
+		{[]string{"-h"}, true, false},
+		{[]string{"--help"}, true, false},
+		{[]string{"-port", "1"}, false, true},
+	} {
+		help, err := ParseArgs(tt.args)
+		if help != tt.help || (err != nil) != tt.wantErr {
+			t.Errorf("ParseArgs(%q) = %v, %v; want help %v, error %v", tt.args, help, err, tt.help, tt.wantErr)
+		}
 	}
 }

@@ -5,9 +5,12 @@ package natsconn
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natschat/chat/shared/config"
 )
 
 // Config is the NATS part of every service's configuration. Each service
@@ -21,6 +24,13 @@ type Config struct {
 	Password string `envconfig:"NATS_PASSWORD" desc:"NATS password"`
 	// CredsFile authenticates with a JWT credentials file; empty means none.
 	CredsFile string `envconfig:"NATS_CREDS" desc:"NATS credentials file (empty: none)"`
+}
+
+// Check records what is wrong with the NATS variables.
+func (cfg Config) Check(c *config.Checker) {
+	c.CheckShared(strings.TrimSpace(cfg.URL) != "", "NATS_URL", "must name at least one server")
+	c.CheckShared(cfg.Password == "" || cfg.User != "", "NATS_PASSWORD", "is set but NATS_USER is empty")
+	c.CheckShared(cfg.User == "" || cfg.CredsFile == "", "NATS_CREDS", "and NATS_USER are both set: use one way to authenticate")
 }
 
 // InboxPrefix is where a service connected as user gets its replies; the

@@ -5,9 +5,9 @@ package main
 
 import (
 	"github.com/natschat/chat/services/accounts"
-	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/service"
 )
 
 func main() {
-	config.Main("accounts", "ACCOUNTS", accounts.Run)
+	service.Main("accounts", accounts.Prefix, accounts.Run)
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // TestStore runs one suite against every dialect, so SQLite and Postgres

@@ -4,9 +4,9 @@ package main
 
 import (
 	"github.com/natschat/chat/services/bot"
-	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/service"
 )
 
 func main() {
-	config.Main("bot", "BOT", bot.Run)
+	service.Main("bot", bot.Prefix, bot.Run)
 }

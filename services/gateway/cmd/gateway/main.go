@@ -4,9 +4,9 @@ package main
 
 import (
 	"github.com/natschat/chat/services/gateway"
-	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/service"
 )
 
 func main() {
-	config.Main("gateway", "GATEWAY", gateway.Run)
+	service.Main("gateway", gateway.Prefix, gateway.Run)
 }

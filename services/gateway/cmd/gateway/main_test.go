@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"io"
+	"log/slog"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,13 +13,19 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/natschat/chat/services/gateway"
+	"github.com/natschat/chat/shared/chat"
 	"github.com/natschat/chat/shared/config"
-	"github.com/natschat/chat/shared/natstest"
+	"github.com/natschat/chat/shared/service"
+	"github.com/natschat/chat/shared/stream"
+	"github.com/natschat/chat/shared/testkit"
+	"github.com/natschat/chat/shared/testkit/natstest"
+	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
 func TestHelpListsEveryVariable(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
-	if err := config.Run(context.Background(), "GATEWAY", []string{"-h"}, &out, &out, gateway.Run); err != nil {
+	if err := service.Run(context.Background(), gateway.Prefix, []string{"-h"}, &out, &out, gateway.Run); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"GATEWAY_ADDR", "GATEWAY_NATS_URL", "GATEWAY_ALLOWED_ORIGINS", "GATEWAY_SEND_QUEUE", "GATEWAY_SHUTDOWN_TIMEOUT",
@@ -33,79 +36,91 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	}
 }
 
+// TestBadConfigRefused: every problem is reported at once, naming its
+// variable, before anything connects or listens.
+func TestBadConfigRefused(t *testing.T) {
+	t.Setenv("GATEWAY_SEND_QUEUE", "0")
+	t.Setenv("GATEWAY_RATE", "-1")
+	t.Setenv("GATEWAY_NATS_URL", "")
+	t.Setenv("GATEWAY_ALLOWED_ORIGINS", "[chat.example.com")
+	err := service.Run(context.Background(), gateway.Prefix, nil, io.Discard, io.Discard, gateway.Run)
+	if !service.IsConfigError(err) {
+		t.Fatalf("got %v, want a configuration error", err)
+	}
+	for _, want := range []string{
+		"GATEWAY_SEND_QUEUE must be at least 1 (got 0)",
+		"GATEWAY_RATE must be more than 0 (got -1)",
+		"GATEWAY_NATS_URL (or NATS_URL) must name at least one server",
+		`GATEWAY_ALLOWED_ORIGINS has "[chat.example.com", not a valid host pattern`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
 // TestSIGTERMDrains runs the real binary: on SIGTERM it closes WebSockets
-// with going-away and exits cleanly within the shutdown timeout.
+// with going-away and exits cleanly.
 func TestSIGTERMDrains(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
 	s := natstest.Start(t)
-	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "GATEWAY_NATS_URL="+s.ClientURL(), "GATEWAY_ADDR="+addr, "GATEWAY_SHUTDOWN_TIMEOUT=5s", "GATEWAY_LOG_FORMAT=json")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		res, err := http.Get("http://" + addr + "/readyz")
-		if err == nil && res.StatusCode == 200 {
-			res.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not ready: %s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws/chat/lobby/alice", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := conn.Read(ctx); err != nil { // the join history
-		t.Fatal(err)
-	}
+	bin := testkit.GoBuild(t, ".", ".")
+	addr := testkit.FreeAddr(t)
+	p := testkit.StartProcess(t, "gateway", bin, "GATEWAY_NATS_URL="+s.ClientURL(), "GATEWAY_ADDR="+addr, "GATEWAY_SHUTDOWN_TIMEOUT=5s", "GATEWAY_LOG_FORMAT=json")
+	testkit.WaitReady(t, "http://"+addr)
+	c := wstest.Dial(t, "ws://"+addr+"/ws/chat/lobby/alice")
+	c.Next(chat.FrameHistory)
 
 	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	p.Signal(t, syscall.SIGTERM)
+	if err := c.WaitClosed(); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("socket closed with %v (%v), want going-away", websocket.CloseStatus(err), err)
 	}
-	for err == nil {
-		_, _, err = conn.Read(ctx) // presence, then the close
-	}
-	if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
-		t.Errorf("socket closed with %v (%v), want going-away", got, err)
-	}
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Errorf("exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(8 * time.Second):
-		t.Fatalf("still running 8s after SIGTERM")
+	if err := p.Wait(t); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
 	}
 	t.Logf("exited %v after SIGTERM", time.Since(start))
-	if strings.Contains(stderr.String(), "panic") {
-		t.Errorf("panic in output:\n%s", stderr.String())
+	if strings.Contains(p.Output(), "panic") {
+		t.Errorf("panic in output:\n%s", p.Output())
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// TestLeavesChatStreamAlone: the gateway does not own CHAT. It serves with
+// a stream someone changed, leaves it as it is and warns about it.
+func TestLeavesChatStreamAlone(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, s))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	changed := stream.ChatConfig(stream.Options{})
+	changed.MaxAge = time.Hour
+	if _, err := js.CreateStream(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+
+	var cfg gateway.Config
+	if err := config.Load("GATEWAY_TEST_DEFAULTS", &cfg, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg.URL, cfg.Addr = s.ClientURL(), testkit.FreeAddr(t)
+	var logs testkit.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	testkit.Start(t, "gateway", func(ctx context.Context) error { return gateway.Run(ctx, cfg, log) })
+	testkit.WaitReady(t, "http://"+cfg.Addr)
+	st, err := js.Stream(ctx, stream.Chat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	if got := st.CachedInfo().Config.MaxAge; got != time.Hour {
+		t.Errorf("CHAT max age %v, want the hour it was left with", got)
+	}
+	if out := logs.String(); !strings.Contains(out, `"level":"WARN"`) || !strings.Contains(out, "max_age=1h0m0s (want 168h0m0s)") {
+		t.Errorf("no warning naming the changed field:\n%s", out)
+	}
 }
+
+func TestMain(m *testing.M) { testkit.Main(m) }

@@ -5,9 +5,9 @@ package main
 
 import (
 	"github.com/natschat/chat/services/history"
-	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/service"
 )
 
 func main() {
-	config.Main("history", "HISTORY", history.Run)
+	service.Main("history", history.Prefix, history.Run)
 }

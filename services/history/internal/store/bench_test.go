@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // BenchmarkSave is the history service's write path: one batch of 500
@@ -42,7 +42,7 @@ func BenchmarkSave(b *testing.B) {
 						Text: "a message of a typical length, about sixty characters long", Kind: chat.KindUser, TS: ts,
 					}
 				}
-				if _, err := s.Save(ctx, msgs); err != nil {
+				if _, err := s.Save(ctx, 0, msgs); err != nil {
 					b.Fatal(err)
 				}
 			}

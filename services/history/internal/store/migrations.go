@@ -24,18 +24,16 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	migrations := migrate.NewMigrations()
-	if err := migrations.Discover(sub); err != nil {
-		return fmt.Errorf("discover migrations: %w", err)
+	return s.migrate(ctx, sub)
+}
+
+// migrate applies the migrations in fsys; tests give it fewer to start
+// from an older schema.
+func (s *Store) migrate(ctx context.Context, sub fs.FS) error {
+	migrator, err := s.migrator(sub)
+	if err != nil {
+		return err
 	}
-	timestamp := "TIMESTAMP"
-	if s.dialect == postgres {
-		timestamp = "TIMESTAMPTZ"
-	}
-	migrator := migrate.NewMigrator(s.db, migrations,
-		migrate.WithMarkAppliedOnSuccess(true),
-		migrate.WithTemplateData(map[string]string{"Timestamp": timestamp}),
-	)
 
 	if s.dialect == postgres {
 		// The lock belongs to one session, so hold it on a dedicated
@@ -59,4 +57,20 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+// migrator runs the migrations in sub, rendered for the store's dialect.
+func (s *Store) migrator(sub fs.FS) (*migrate.Migrator, error) {
+	migrations := migrate.NewMigrations()
+	if err := migrations.Discover(sub); err != nil {
+		return nil, fmt.Errorf("discover migrations: %w", err)
+	}
+	timestamp := "TIMESTAMP"
+	if s.dialect == postgres {
+		timestamp = "TIMESTAMPTZ"
+	}
+	return migrate.NewMigrator(s.db, migrations,
+		migrate.WithMarkAppliedOnSuccess(true),
+		migrate.WithTemplateData(map[string]string{"Timestamp": timestamp, "Dialect": string(s.dialect)}),
+	), nil
 }

@@ -39,6 +39,7 @@ type messageRow struct {
 	bun.BaseModel `bun:"table:messages,alias:m"`
 
 	Room      string    `bun:"room,pk"`
+	Epoch     int64     `bun:"epoch,pk"`
 	Seq       int64     `bun:"seq,pk"`
 	User      string    `bun:"user,notnull"`
 	Text      string    `bun:"text,notnull"`
@@ -55,6 +56,13 @@ type roomRow struct {
 	CreatedAt     time.Time `bun:"created_at,notnull"`
 	LastMessageAt time.Time `bun:"last_message_at,notnull"`
 	MessageCount  int64     `bun:"message_count,notnull"`
+}
+
+type epochRow struct {
+	bun.BaseModel `bun:"table:epochs,alias:e"`
+
+	Epoch     int64     `bun:"epoch,pk"`
+	FirstSeen time.Time `bun:"first_seen,notnull"`
 }
 
 type userRow struct {
@@ -82,18 +90,19 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// Save stores msgs (each with Room and Seq set) in one transaction and
-// returns how many were new. A message already stored (same room and seq,
-// i.e. a redelivery) is skipped and does not count for its room or user, so
-// saving the same batch twice changes nothing.
-func (s *Store) Save(ctx context.Context, msgs []chat.Message) (int, error) {
+// Save stores msgs (each with Room and Seq set), all of the stream epoch
+// epoch, in one transaction and returns how many were new. A message
+// already stored (same room, epoch and seq, i.e. a redelivery) is skipped
+// and does not count for its room or user, so saving the same batch twice
+// changes nothing. The epoch should have been recorded with AddEpoch.
+func (s *Store) Save(ctx context.Context, epoch int64, msgs []chat.Message) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
 	rows := make([]messageRow, len(msgs))
 	for i, m := range msgs {
 		rows[i] = messageRow{
-			Room: m.Room, Seq: toInt64(m.Seq), User: m.User, Text: m.Text,
+			Room: m.Room, Epoch: epoch, Seq: toInt64(m.Seq), User: m.User, Text: m.Text,
 			Kind: m.Kind, ClientID: m.ClientID, Auth: m.Auth, CreatedAt: m.TS.UTC(),
 		}
 	}
@@ -113,7 +122,7 @@ func (s *Store) Save(ctx context.Context, msgs []chat.Message) (int, error) {
 			Seq  int64  `bun:"seq"`
 		}
 		if _, err := tx.NewInsert().Model(&rows).
-			On("CONFLICT (room, seq) DO NOTHING").
+			On("CONFLICT (room, epoch, seq) DO NOTHING").
 			Returning("room, seq").
 			Exec(ctx, &keys); err != nil {
 			return fmt.Errorf("insert messages: %w", err)
@@ -136,6 +145,9 @@ func (s *Store) Save(ctx context.Context, msgs []chat.Message) (int, error) {
 			if !isNew[key{r.Room, r.Seq}] {
 				continue
 			}
+			// A batch may hold a message twice (a redelivery fetched
+			// beside the original): it is one row and counts once.
+			delete(isNew, key{r.Room, r.Seq})
 			if room := rooms[r.Room]; room == nil {
 				rooms[r.Room] = &roomRow{Name: r.Room, CreatedAt: r.CreatedAt, LastMessageAt: r.CreatedAt, MessageCount: 1}
 			} else {
@@ -187,10 +199,12 @@ func later(col string) string {
 	return fmt.Sprintf("CASE WHEN EXCLUDED.%[1]s > ?TableAlias.%[1]s THEN EXCLUDED.%[1]s ELSE ?TableAlias.%[1]s END", col)
 }
 
-// Query selects messages of a room: with After set, the oldest Limit
-// messages with After < seq < Before; otherwise the newest Limit messages
-// with seq < Before. Zero Before or After means unbounded.
+// Query selects messages of a room in one stream epoch: with After set, the
+// oldest Limit messages with After < seq < Before; otherwise the newest Limit
+// messages with seq < Before. Zero Before or After means unbounded; zero
+// Epoch means the newest epoch recorded (see NewestEpoch).
 type Query struct {
+	Epoch         int64
 	Before, After uint64
 	Limit         int
 }
@@ -202,8 +216,14 @@ func (s *Store) Messages(ctx context.Context, room string, q Query) ([]chat.Mess
 	if q.Limit <= 0 {
 		return nil, false, errors.New("limit must be positive")
 	}
+	if q.Epoch == 0 {
+		var err error
+		if q.Epoch, err = s.NewestEpoch(ctx); err != nil {
+			return nil, false, err
+		}
+	}
 	var rows []messageRow
-	sel := s.db.NewSelect().Model(&rows).Where("room = ?", room).Limit(q.Limit + 1)
+	sel := s.db.NewSelect().Model(&rows).Where("room = ?", room).Where("epoch = ?", q.Epoch).Limit(q.Limit + 1)
 	if q.Before > 0 && q.Before <= math.MaxInt64 {
 		sel = sel.Where("seq < ?", int64(q.Before))
 	}
@@ -230,6 +250,70 @@ func (s *Store) Messages(ctx context.Context, room string, q Query) ([]chat.Mess
 		}
 	}
 	return msgs, hasMore, nil
+}
+
+// AddEpoch records a stream epoch before messages of it are saved. The
+// first epoch ever recorded also takes the rows stored before epochs
+// existed (epoch 0): they came from the stream that was current when the
+// service was upgraded, which is the one it meets first. Recording an
+// epoch again changes nothing.
+func (s *Store) AddEpoch(ctx context.Context, epoch int64) error {
+	if epoch <= 0 {
+		return fmt.Errorf("add epoch %d: epochs are positive", epoch)
+	}
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		known, err := tx.NewSelect().Model((*epochRow)(nil)).Count(ctx)
+		if err != nil {
+			return err
+		}
+		res, err := tx.NewInsert().Model(&epochRow{Epoch: epoch, FirstSeen: time.Now().UTC()}).
+			On("CONFLICT (epoch) DO NOTHING").Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 || known > 0 {
+			return nil
+		}
+		_, err = tx.NewUpdate().Model((*messageRow)(nil)).Set("epoch = ?", epoch).Where("epoch = 0").Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("add epoch %d: %w", epoch, err)
+	}
+	return nil
+}
+
+// NewestEpoch is the highest epoch recorded, 0 if none is.
+func (s *Store) NewestEpoch(ctx context.Context) (int64, error) {
+	var epoch int64
+	if err := s.db.NewSelect().Model((*epochRow)(nil)).ColumnExpr("COALESCE(MAX(epoch), 0)").Scan(ctx, &epoch); err != nil {
+		return 0, fmt.Errorf("newest epoch: %w", err)
+	}
+	return epoch, nil
+}
+
+// PreviousEpoch is the highest epoch recorded below epoch, 0 if none is.
+func (s *Store) PreviousEpoch(ctx context.Context, epoch int64) (int64, error) {
+	var prev int64
+	if err := s.db.NewSelect().Model((*epochRow)(nil)).ColumnExpr("COALESCE(MAX(epoch), 0)").
+		Where("epoch < ?", epoch).Scan(ctx, &prev); err != nil {
+		return 0, fmt.Errorf("epoch before %d: %w", epoch, err)
+	}
+	return prev, nil
+}
+
+// HighWater is the highest seq stored in epoch, 0 if none. It looks the
+// maximum up room by room, on the primary key, instead of scanning every
+// message.
+func (s *Store) HighWater(ctx context.Context, epoch int64) (uint64, error) {
+	var seq int64
+	if err := s.db.NewRaw(
+		"SELECT COALESCE(MAX((SELECT MAX(m.seq) FROM messages AS m WHERE m.room = r.name AND m.epoch = ?)), 0) FROM rooms AS r",
+		epoch,
+	).Scan(ctx, &seq); err != nil {
+		return 0, fmt.Errorf("high water mark of epoch %d: %w", epoch, err)
+	}
+	return uint64(seq), nil
 }
 
 // Rooms returns up to limit rooms, most recently active first.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/natschat/chat/shared/chat"
-	"github.com/natschat/chat/shared/pgtest"
+	"github.com/natschat/chat/shared/testkit/pgtest"
 )
 
 // TestStore runs one suite against every dialect, so SQLite and Postgres
@@ -83,7 +83,7 @@ func msg(room string, seq uint64, user string) chat.Message {
 
 func save(t *testing.T, s *Store, msgs ...chat.Message) int {
 	t.Helper()
-	n, err := s.Save(context.Background(), msgs)
+	n, err := s.Save(context.Background(), 0, msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +119,21 @@ func testSaveIsIdempotent(t *testing.T, s *Store) {
 	}
 	if counts["a"] != 3 || counts["b"] != 1 {
 		t.Errorf("got room counts %v, want a=3 b=1 (redeliveries must not count)", counts)
+	}
+
+	// The same message twice in one batch (a redelivery fetched beside
+	// the original) is one row and counts once.
+	if got := save(t, s, msg("c", 5, "u"), msg("c", 5, "u")); got != 1 {
+		t.Errorf("batch with a duplicate: got %d new, want 1", got)
+	}
+	rooms, err = s.Rooms(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rooms {
+		if r.Name == "c" && r.Messages != 1 {
+			t.Errorf("room c counts %d messages, want 1", r.Messages)
+		}
 	}
 }
 
@@ -252,7 +267,7 @@ func testConcurrentSaves(t *testing.T, s *Store) {
 					batch = append(batch, all[i%n])
 				}
 				for {
-					_, err := s.Save(context.Background(), batch)
+					_, err := s.Save(context.Background(), 0, batch)
 					if err == nil {
 						break
 					}

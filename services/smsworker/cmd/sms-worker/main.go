@@ -8,11 +8,11 @@ import (
 	"log/slog"
 
 	"github.com/natschat/chat/services/smsworker"
-	"github.com/natschat/chat/shared/config"
+	"github.com/natschat/chat/shared/service"
 )
 
 func main() {
-	config.Main("sms-worker", "SMSWORKER", func(ctx context.Context, cfg smsworker.Config, log *slog.Logger) error {
+	service.Main("sms-worker", smsworker.Prefix, func(ctx context.Context, cfg smsworker.Config, log *slog.Logger) error {
 		return smsworker.Run(ctx, cfg, log)
 	})
 }
