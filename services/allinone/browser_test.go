@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/natschat/chat/services/accounts"
 	"github.com/natschat/chat/services/bot"
 	"github.com/natschat/chat/services/gateway"
 	"github.com/natschat/chat/services/history"
@@ -82,6 +83,17 @@ func startBrowserStack(t *testing.T) *browserStack {
 	testkit.WaitFor(t, "history answering", func() bool {
 		m, err := nc.Request(chat.HistoryRooms, nil, time.Second)
 		return err == nil && !strings.Contains(string(m.Data), `"error"`)
+	})
+	var accCfg accounts.Config
+	if err := envconfig.Process("BROWSER_TEST_ACCOUNTS", &accCfg); err != nil {
+		t.Fatal(err)
+	}
+	accCfg.URL, accCfg.DatabaseURL, accCfg.SQLitePath = ns.ClientURL(), "", filepath.Join(t.TempDir(), "accounts.db")
+	accCfg.LoginNameLimit = 5 // TestBrowserSignInErrors reaches it
+	testkit.Start(t, "accounts", func(ctx context.Context) error { return accounts.Run(ctx, accCfg, log) })
+	testkit.WaitFor(t, "accounts answering", func() bool {
+		m, err := nc.Request(chat.AuthSession, []byte(`{}`), time.Second)
+		return err == nil && strings.Contains(string(m.Data), `"unauthorized"`)
 	})
 
 	ln := testkit.Listen(t)
@@ -421,7 +433,8 @@ func TestBrowserMembers(t *testing.T) {
 	b := startBrowser(t)
 	alice := b.tab()
 	openRoom(t, alice, bs.base, "lobby", "alice")
-	members := `[...document.querySelectorAll("#member-list li")].map(e => e.textContent).join(",")`
+	// The names, without the guest badges.
+	members := `[...document.querySelectorAll("#member-list li")].map(e => e.firstChild.textContent).join(",")`
 	eventually(t, alice, "alice online", members+` === "alice"`)
 
 	bob := b.tab()
@@ -477,29 +490,39 @@ func TestBrowserScreenshots(t *testing.T) {
 	bs := startBrowserStack(t)
 	nc := natstest.Connect(t, bs.ns)
 	for _, m := range []string{
-		`{"user":"alice","text":"Morning! Is the deploy still on for today?"}`,
-		`{"user":"alice","text":"The checklist is at https://example.com/deploy"}`,
-		`{"user":"bob","text":"Yes, after lunch. I'll post when it starts."}`,
+		`{"user":"alice","text":"Morning! Is the deploy still on for today?","auth":"account"}`,
+		`{"user":"alice","text":"The checklist is at https://example.com/deploy","auth":"account"}`,
+		`{"user":"bob","text":"Yes, after lunch. I'll post when it starts.","auth":"account"}`,
 		`{"user":"bot","kind":"bot","text":"bob asked for the time: it is Tue, 24 Nov 2026 12:02:11 UTC"}`,
-		`{"user":"carol","text":"<b>this stays text</b> and so does this"}`,
+		`{"user":"carol","text":"<b>this stays text</b> and so does this","auth":"guest"}`,
 	} {
 		nc.Publish("chat.room.team-a", []byte(m))
 	}
 	nc.Flush()
 	b := startBrowser(t)
 	bob := b.tab()
-	openRoom(t, bob, bs.base, "team-a", "bob")
-	alice := b.tab()
-	openRoom(t, alice, bs.base, "team-a", "alice")
-	say(t, alice, "Great, thanks bob!")
-	eventually(t, bob, "messages shown", countText("Great, thanks bob!")+" === 1")
-	eventually(t, bob, "members", `document.querySelectorAll("#member-list li").length === 2`)
-	screenshot(t, bob, "room-desktop.png", 1280, 800)
-	screenshot(t, bob, "room-phone.png", 390, 844)
 	act(t, bob, chromedp.Navigate(bs.base+"/"))
 	eventually(t, bob, "room list", `document.querySelectorAll("#rooms button").length >= 1`)
 	screenshot(t, bob, "landing.png", 1280, 800)
-	b.checkNoProblems()
+	signUp(t, bob, bs.base, "bob", "team-a")
+	// Other browsers: no shared cookies.
+	b2, b3 := startBrowser(t), startBrowser(t)
+	carol := b2.tab() // a guest
+	openRoom(t, carol, bs.base, "team-a", "carol")
+	alice := b3.tab()
+	signUp(t, alice, bs.base, "alice", "team-a")
+	say(t, alice, "Great, thanks bob!")
+	eventually(t, bob, "messages shown", countText("Great, thanks bob!")+" === 1")
+	eventually(t, bob, "members", `document.querySelectorAll("#member-list li").length === 3`)
+	screenshot(t, bob, "room-desktop.png", 1280, 800)
+	screenshot(t, bob, "room-phone.png", 390, 844)
+	act(t, carol, chromedp.Navigate(bs.base+"/chat/team-a/alice"))
+	eventually(t, carol, "sign-in offered", `!document.getElementById("signin").hidden`)
+	act(t, carol, chromedp.SendKeys("#text", "I was typing this", chromedp.ByID))
+	screenshot(t, carol, "room-signin.png", 1280, 800)
+	for _, b := range []*browser{b, b2, b3} {
+		b.checkNoProblems()
+	}
 }
 
 func TestBrowserLanding(t *testing.T) {
@@ -518,7 +541,7 @@ func TestBrowserLanding(t *testing.T) {
 		chromedp.Evaluate(`document.getElementById("user").value = ""`, nil),
 		chromedp.SendKeys("#user", "dana", chromedp.ByID),
 		chromedp.Evaluate(`document.getElementById("room").value = "q-and_a"`, nil),
-		chromedp.Click("button[type=submit]", chromedp.ByQuery),
+		chromedp.Click("#guest", chromedp.ByID),
 	)
 	eventually(t, tab, "in the room", `location.pathname === "/chat/q-and_a/dana" && document.getElementById("status").dataset.state === "online"`)
 	act(t, tab, chromedp.Navigate(bs.base+"/"))

@@ -23,7 +23,11 @@ type client struct {
 	conn *websocket.Conn
 	addr netip.Addr // the client's address, counted against MaxConnsPerAddr
 	room string
-	user string
+	user string // the author's name: ident.name
+	// ident is how the user is known; dir answers whether they are an
+	// admin (nil in tests that build clients by hand).
+	ident identity
+	dir   *directory
 	// batch: the client accepts several frames in one WebSocket message,
 	// separated by newlines, so a client that fell behind catches up with
 	// one write instead of one per frame.
@@ -82,6 +86,11 @@ type pendingAck struct {
 	msg      *nats.Msg // to publish again if the outcome is unknown
 	clientID string
 }
+
+// isAdmin reports whether the client's user may act as an admin (delete
+// any message, /mute): decided now, from the watched accounts, so a
+// change of role applies to open connections too.
+func (c *client) isAdmin() bool { return c.dir != nil && c.dir.isAdmin(c.ident) }
 
 // maxPending bounds the live frames held for a client while its backlog is
 // written; a client that cannot catch up with that is too slow for the room.

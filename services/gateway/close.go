@@ -35,6 +35,20 @@ const (
 	reasonNoPong
 	// reasonShutdown: the gateway is stopping.
 	reasonShutdown
+	// reasonSessionEnded: the account's session ended (logout, password
+	// change, expiry), on this gateway or another.
+	reasonSessionEnded
+	// reasonNameRegistered: a guest's name was just registered.
+	reasonNameRegistered
+)
+
+// Close statuses of the identity reasons, in the range for applications
+// (4000-4999), named after the HTTP status an upgrade would get: a page
+// tells them apart from a network failure and asks the user to sign in
+// instead of reconnecting.
+const (
+	statusSessionEnded   websocket.StatusCode = 4401
+	statusNameRegistered websocket.StatusCode = 4403
 )
 
 var closeReasons = [...]struct {
@@ -52,6 +66,9 @@ var closeReasons = [...]struct {
 	reasonUnavailable: {"unavailable", websocket.StatusInternalError, "chat unavailable, try again"},
 	reasonNoPong:      {"no_pong", websocket.StatusPolicyViolation, "no answer to ping"},
 	reasonShutdown:    {"shutdown", websocket.StatusGoingAway, "server shutting down"},
+
+	reasonSessionEnded:   {"session_ended", statusSessionEnded, "session ended: sign in again"},
+	reasonNameRegistered: {"name_registered", statusNameRegistered, "this name was just registered: sign in to use it"},
 }
 
 func (r closeReason) String() string { return closeReasons[r].label }

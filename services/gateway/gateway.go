@@ -66,6 +66,14 @@ type Config struct {
 	ID               string        `desc:"name of this gateway instance in NATS (default: host name)"`
 	PresenceInterval time.Duration `split_words:"true" default:"10s" desc:"how often the gateway announces who is connected; a gateway silent for 3 intervals has its users dropped"`
 	Pprof            bool          `default:"false" desc:"serve Go profiles under /debug/pprof/ (do not expose publicly)"`
+
+	// Identity (see identity.go).
+	Guests        bool          `default:"true" desc:"unregistered names may chat as guests; false: only signed-in accounts and token users"`
+	SecureCookies bool          `split_words:"true" default:"false" desc:"mark the session cookie Secure: set it when browsers reach the gateway over HTTPS"`
+	Admins        []string      `desc:"comma-separated names that are admins when signed in or with a token, besides the accounts the accounts service makes admins (ACCOUNTS_ADMINS)"`
+	JWTSecret     string        `split_words:"true" desc:"HS256 key (at least 32 bytes) of the tokens embedding apps sign for ?token=; empty: no HS256 tokens"`
+	JWTPublicKey  string        `split_words:"true" desc:"PEM public key, or a file holding one, of embedding apps' tokens: ECDSA P-256 (ES256) or RSA (RS256); empty: none"`
+	AuthTimeout   time.Duration `split_words:"true" default:"5s" desc:"how long to wait for the accounts service (sign-in, sign-up, session checks)"`
 }
 
 // Validate reports every problem of the configuration at once.
@@ -207,12 +215,17 @@ type Gateway struct {
 	metrics *metrics
 	log     *slog.Logger
 	mux     *http.ServeMux
+	dir     *directory
+	tokens  *tokenVerifier
 
 	mu      sync.Mutex
 	closing bool
 	clients map[*client]struct{}
 	perAddr map[netip.Addr]int // open WebSockets per client address
-	conns   sync.WaitGroup
+	// limiters are the frame rate limiters shared by a signed-in user's
+	// connections.
+	limiters map[string]*sharedLimiter
+	conns    sync.WaitGroup
 	// pinger is the goroutine that pings idle clients; stopPing ends it.
 	pinger   sync.WaitGroup
 	stopPing chan struct{}
@@ -250,6 +263,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		log:      log,
 		clients:  make(map[*client]struct{}),
 		perAddr:  make(map[netip.Addr]int),
+		limiters: make(map[string]*sharedLimiter),
 		stopPing: make(chan struct{}),
 	}
 	if g.proxies, err = parsePrefixes(cfg.TrustedProxies); err != nil {
@@ -271,6 +285,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		}
 		return 0
 	}))
+	if err := g.startIdentity(); err != nil {
+		return nil, err
+	}
 	g.routes()
 	g.watch.start()
 	g.pinger.Add(1)
@@ -292,6 +309,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 
 // Close closes every WebSocket with going-away and refuses new ones.
 func (g *Gateway) Close() {
+	g.dir.close()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.closing {

@@ -39,6 +39,7 @@ func (g *Gateway) routes() {
 	g.mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.registry, promhttp.HandlerOpts{}))
 	g.mux.HandleFunc("GET /api/rooms", g.serveRooms)
 	g.mux.HandleFunc("GET /api/rooms/{room}/messages", g.serveMessages)
+	g.accountRoutes()
 	if g.cfg.Pprof {
 		g.mux.HandleFunc("/debug/pprof/", pprof.Index)
 		g.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

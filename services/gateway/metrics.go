@@ -52,10 +52,10 @@ func newMetrics(h *hub) *metrics {
 			Name: "chat_gateway_forged_feed_total", Help: "Feed messages dropped because the stream does not hold them (forged sequence headers).",
 		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_gateway_disconnects_total", Help: "WebSocket connections ended, by reason (left, slow, abusive, too_big, protocol_error, write_failed, unavailable, no_pong, shutdown).",
+			Name: "chat_gateway_disconnects_total", Help: "WebSocket connections ended, by reason (left, slow, abusive, too_big, protocol_error, write_failed, unavailable, no_pong, shutdown, session_ended, name_registered).",
 		}, []string{"reason"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chat_gateway_upgrades_refused_total", Help: "WebSocket upgrades refused before they were accepted, by limit (per_address, rooms, unavailable).",
+			Name: "chat_gateway_upgrades_refused_total", Help: "WebSocket upgrades refused before they were accepted, by limit (per_address, rooms, unavailable, auth).",
 		}, []string{"limit"}),
 		unconfirmed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chat_gateway_messages_unconfirmed_total", Help: "Messages whose storing could not be confirmed after retries (the sender was told unconfirmed, not failed).",

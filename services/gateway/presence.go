@@ -39,10 +39,14 @@ type presence struct {
 	done   chan struct{}
 
 	// Owned by run.
-	clients  map[*client]struct{} // the local clients told about presence
-	local    map[string]int       // connections per user on this gateway
+	clients map[*client]struct{} // the local clients told about presence
+	local   map[string]int       // connections per user on this gateway
+	// signedIn counts the connections per user that are not guests: a
+	// user with none is a guest.
+	signedIn map[string]int
 	gateways map[string]*remoteGateway
 	online   []string // the online list clients were last told
+	guests   []string // and the guests among them
 }
 
 // presenceEvent is a client of this gateway joining or leaving the room.
@@ -51,7 +55,8 @@ type presenceEvent struct {
 	join bool
 }
 
-// remoteGateway is what another gateway last said about a room.
+// remoteGateway is what another gateway last said about a room: its users,
+// each true if a guest there.
 type remoteGateway struct {
 	users map[string]bool
 	seen  time.Time
@@ -65,6 +70,7 @@ func newPresence(h *hub, room string) *presence {
 		done:     make(chan struct{}),
 		clients:  make(map[*client]struct{}),
 		local:    make(map[string]int),
+		signedIn: make(map[string]int),
 		gateways: make(map[string]*remoteGateway),
 		online:   []string{},
 	}
@@ -102,7 +108,7 @@ func (p *presence) stop() {
 func (p *presence) run() {
 	// Ask the other gateways who is here rather than wait for their next
 	// announcement.
-	p.publish(chat.PresenceSync, "", nil)
+	p.publish(chat.PresenceSync, "", nil, nil)
 	tick := time.NewTicker(p.every)
 	defer tick.Stop()
 	var flush <-chan time.Time // set while a broadcast is scheduled
@@ -137,19 +143,28 @@ func (p *presence) run() {
 // list may have changed.
 func (p *presence) onLocal(e presenceEvent) bool {
 	user := e.c.user
+	guest := e.c.ident.auth == chat.AuthGuest
+	wasGuest := p.localGuest(user)
 	if e.join {
 		p.clients[e.c] = struct{}{}
 		p.local[user]++
+		if !guest {
+			p.signedIn[user]++
+		}
 		// What the others were last told, and the joiner: the next
 		// broadcast then tells the joiner exactly what it has not seen.
-		users := p.online
+		users, guests := p.online, p.guests
 		if _, found := slices.BinarySearch(users, user); !found {
-			users = slices.Insert(slices.Clone(users), 0, user)
-			slices.Sort(users)
+			users = insertSorted(users, user)
+			if guest {
+				guests = insertSorted(guests, user)
+			}
+		} else if i, found := slices.BinarySearch(guests, user); found && !guest {
+			guests = slices.Delete(slices.Clone(guests), i, i+1)
 		}
-		e.c.push(mustJSON(chat.PresenceFrame{Type: chat.FramePresence, Users: users}), 0)
-		if p.local[user] == 1 {
-			p.publish(chat.PresenceJoin, user, nil)
+		e.c.push(mustJSON(chat.PresenceFrame{Type: chat.FramePresence, Users: users, Guests: guests}), 0)
+		if p.local[user] == 1 || wasGuest != p.localGuest(user) {
+			p.publishJoin(user)
 		}
 		return true
 	}
@@ -158,11 +173,37 @@ func (p *presence) onLocal(e presenceEvent) bool {
 	}
 	delete(p.clients, e.c)
 	p.local[user]--
-	if p.local[user] == 0 {
+	if !guest {
+		if p.signedIn[user]--; p.signedIn[user] == 0 {
+			delete(p.signedIn, user)
+		}
+	}
+	switch {
+	case p.local[user] == 0:
 		delete(p.local, user)
-		p.publish(chat.PresenceLeave, user, nil)
+		p.publish(chat.PresenceLeave, user, nil, nil)
+	case wasGuest != p.localGuest(user):
+		// Still here, known differently now: a join says how.
+		p.publishJoin(user)
 	}
 	return true
+}
+
+// localGuest reports whether user is connected here as a guest only.
+func (p *presence) localGuest(user string) bool {
+	return p.local[user] > 0 && p.signedIn[user] == 0
+}
+
+func (p *presence) publishJoin(user string) {
+	ev := chat.Presence{Room: p.room, Event: chat.PresenceJoin, Gateway: p.gateway, User: user, Guest: p.localGuest(user), TS: p.now().UTC()}
+	p.emit(ev)
+}
+
+// insertSorted is a sorted copy of list with s added.
+func insertSorted(list []string, s string) []string {
+	out := append(slices.Clone(list), s)
+	slices.Sort(out)
+	return out
 }
 
 // onRemote merges another gateway's event and reports whether the online
@@ -189,13 +230,18 @@ func (p *presence) onRemote(m *nats.Msg) bool {
 	gw.seen = p.now()
 	switch ev.Event {
 	case chat.PresenceJoin:
-		gw.users[ev.User] = true
+		gw.users[ev.User] = ev.Guest
 	case chat.PresenceLeave:
 		delete(gw.users, ev.User)
 	case chat.PresenceHere:
 		clear(gw.users)
 		for _, u := range ev.Users {
-			gw.users[u] = true
+			gw.users[u] = false
+		}
+		for _, u := range ev.Guests {
+			if _, ok := gw.users[u]; ok {
+				gw.users[u] = true
+			}
 		}
 	}
 	return true
@@ -205,53 +251,70 @@ func (p *presence) onRemote(m *nats.Msg) bool {
 // gateways that went quiet.
 func (p *presence) announceHere() {
 	users := make([]string, 0, len(p.local))
+	var guests []string
 	for u := range p.local {
 		users = append(users, u)
+		if p.localGuest(u) {
+			guests = append(guests, u)
+		}
 	}
 	slices.Sort(users)
+	slices.Sort(guests)
 	cutoff := p.now().Add(-presenceExpiry * p.every)
 	for id, gw := range p.gateways {
 		if gw.seen.Before(cutoff) {
 			delete(p.gateways, id)
 		}
 	}
-	p.publish(chat.PresenceHere, "", users)
+	p.publish(chat.PresenceHere, "", users, guests)
 }
 
-func (p *presence) publish(event, user string, users []string) {
-	ev := chat.Presence{Room: p.room, Event: event, Gateway: p.gateway, User: user, Users: users, TS: p.now().UTC()}
+func (p *presence) publish(event, user string, users, guests []string) {
+	p.emit(chat.Presence{Room: p.room, Event: event, Gateway: p.gateway, User: user, Users: users, Guests: guests, TS: p.now().UTC()})
+}
+
+func (p *presence) emit(ev chat.Presence) {
 	if err := p.nc.Publish(chat.PresenceSubject(p.room), mustJSON(ev)); err != nil {
-		p.log.Warn("publish presence", "room", p.room, "event", event, "err", err)
+		p.log.Warn("publish presence", "room", p.room, "event", ev.Event, "err", err)
 	}
 }
 
-// onlineNow is everyone connected to the room on any live gateway.
-func (p *presence) onlineNow() []string {
-	set := make(map[string]bool, len(p.local))
+// onlineNow is everyone connected to the room on any live gateway, and
+// the guests among them: those no gateway knows as signed in.
+func (p *presence) onlineNow() (users, guests []string) {
+	set := make(map[string]bool, len(p.local)) // user -> guest so far
 	for u := range p.local {
-		set[u] = true
+		set[u] = p.localGuest(u)
 	}
 	for _, gw := range p.gateways {
-		for u := range gw.users {
-			set[u] = true
+		for u, guest := range gw.users {
+			if was, ok := set[u]; ok {
+				set[u] = was && guest
+			} else {
+				set[u] = guest
+			}
 		}
 	}
-	users := make([]string, 0, len(set))
-	for u := range set {
+	users = make([]string, 0, len(set))
+	for u, guest := range set {
 		users = append(users, u)
+		if guest {
+			guests = append(guests, u)
+		}
 	}
 	slices.Sort(users)
-	return users
+	slices.Sort(guests)
+	return users, guests
 }
 
 // broadcast tells every client how the online list changed since they
 // were last told.
 func (p *presence) broadcast() {
-	now := p.onlineNow()
-	if slices.Equal(now, p.online) {
+	now, guests := p.onlineNow()
+	if slices.Equal(now, p.online) && slices.Equal(guests, p.guests) {
 		return
 	}
-	f := chat.PresenceFrame{Type: chat.FramePresence, Users: now}
+	f := chat.PresenceFrame{Type: chat.FramePresence, Users: now, Guests: guests}
 	for _, u := range now {
 		if _, ok := slices.BinarySearch(p.online, u); !ok {
 			f.Joined = append(f.Joined, u)
@@ -262,7 +325,7 @@ func (p *presence) broadcast() {
 			f.Left = append(f.Left, u)
 		}
 	}
-	p.online = now
+	p.online, p.guests = now, guests
 	frame := mustJSON(f)
 	for c := range p.clients {
 		c.push(frame, 0)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/natschat/chat/shared/chat"
 )
@@ -54,6 +54,13 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		pos.epoch = n
 	}
+	id, refused := g.identify(r, room, user)
+	if refused != nil {
+		g.metrics.refused.WithLabelValues("auth").Inc()
+		g.log.Debug("websocket refused", "room", room, "user", user, "status", refused.status, "reason", refused.reason)
+		refused.write(w)
+		return
+	}
 	addr := g.clientAddr(r)
 	if !g.reserveAddr(addr) {
 		g.metrics.refused.WithLabelValues("per_address").Inc()
@@ -76,6 +83,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// A plain GET learns whether it may connect, and if not why (the
+		// page asks this way when an upgrade failed): it may.
+		g.hub.release(rm, nil)
+		g.releaseAddr(addr)
+		writeText(w, http.StatusUpgradeRequired, "you may connect: this URL takes a WebSocket upgrade")
+		return
+	}
 	conn, err := websocket.Accept(smallBuffers{w, g.cfg.WriteTimeout}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 	if err != nil {
 		g.hub.release(rm, nil)
@@ -93,12 +108,14 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		conn:        conn,
 		addr:        addr,
 		room:        room,
-		user:        user,
+		user:        id.name,
+		ident:       id,
+		dir:         g.dir,
 		joined:      rm,
 		skipThrough: pos.since,
 		batch:       r.URL.Query().Get("batch") == "1",
 		limit:       queueLimit{frames: g.cfg.SendQueue, bytes: g.cfg.SendQueueBytes},
-		limiter:     rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst),
+		limiter:     g.acquireLimiter(id),
 		commands:    make(chan struct{}, 2),
 		publishing:  make(chan struct{}, publishWindow),
 		ctx:         ctx,
@@ -111,6 +128,18 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		conn.CloseNow()
 		g.hub.release(rm, nil)
 		g.releaseAddr(addr)
+		g.releaseLimiter(id)
+		return
+	}
+	if !g.dir.attach(c) {
+		// The session ended, or the name got registered, while the
+		// upgrade was being checked.
+		reason := reasonSessionEnded
+		if id.auth == chat.AuthGuest {
+			reason = reasonNameRegistered
+		}
+		c.close(reason)
+		g.endClient(c)
 		return
 	}
 	if err := rm.subscribe(ctx, c, g.joiner, pos); err != nil {
@@ -121,7 +150,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		g.endClient(c)
 		return
 	}
-	g.log.Debug("client joined", "room", room, "user", user, "since", pos.since)
+	g.log.Debug("client joined", "room", room, "user", c.user, "auth", id.auth, "since", pos.since)
 
 	// The connection is hijacked, so this handler may return. Its goroutine
 	// grew a deep stack joining the room; a fresh one for the rest of the
@@ -141,15 +170,17 @@ func (g *Gateway) endClient(c *client) {
 	c.close(reasonLeft)
 	<-c.closed
 	g.hub.release(c.joined, c)
+	g.dir.detach(c)
 	c.wg.Wait()
 	c.conn.CloseNow()
 	g.releaseAddr(c.addr)
+	g.releaseLimiter(c.ident)
 	reason := c.closeReason()
 	g.metrics.disconnects.WithLabelValues(reason.String()).Inc()
 	if reason == reasonSlow {
 		g.metrics.slowClients.Inc()
 	}
-	g.log.Info("client closed", "room", c.room, "user", c.user, "reason", reason.String())
+	g.log.Info("client closed", "room", c.room, "user", c.user, "auth", c.ident.auth, "reason", reason.String())
 	g.untrack(c)
 }
 
@@ -198,11 +229,22 @@ func (g *Gateway) readLoop(c *client) {
 
 // onMessage stores a message frame (checked by chat.ParseClientFrame).
 func (g *Gateway) onMessage(c *client, f chat.ClientFrame) {
+	if strings.HasPrefix(f.Text, "/") && g.onAdminCommand(c, f) {
+		return
+	}
+	if until, muted := g.dir.mutedUntil(c.room, c.user); muted {
+		g.metrics.errors.WithLabelValues(string(chat.CodeMuted)).Inc()
+		c.send(mustJSON(chat.ErrorFrame{Type: chat.FrameError, Code: chat.CodeMuted, ClientID: f.ClientID, Until: until.UTC(),
+			Message: fmt.Sprintf("you are muted in this room until %s", until.UTC().Format(time.DateTime+" UTC"))}))
+		return
+	}
 	if strings.HasPrefix(f.Text, "/") {
 		g.onCommand(c, f)
 		return
 	}
-	m := chat.Message{User: c.user, Text: f.Text, Kind: chat.KindUser, ClientID: f.ClientID, TS: time.Now().UTC()}
+	// The author and how they are known come from the connection, never
+	// from the frame.
+	m := chat.Message{User: c.user, Text: f.Text, Kind: chat.KindUser, ClientID: f.ClientID, TS: time.Now().UTC(), Auth: c.ident.auth}
 	msg := nats.NewMsg(chat.RoomSubject(c.room))
 	msg.Data = mustJSON(m)
 	if f.ClientID != "" {
@@ -326,7 +368,7 @@ func (g *Gateway) onCommand(c *client, f chat.ClientFrame) {
 	if f.ClientID != "" {
 		id = requestID(c.room, c.user, f.ClientID)
 	}
-	req := mustJSON(chat.BotRequest{ID: id, Room: c.room, User: c.user, Text: f.Text})
+	req := mustJSON(chat.BotRequest{ID: id, Room: c.room, User: c.user, Text: f.Text, Auth: c.ident.auth})
 	ctx := c.ctx
 	started := c.spawn(func() {
 		defer func() { <-c.commands }()
@@ -361,7 +403,13 @@ func (g *Gateway) onCommand(c *client, f chat.ClientFrame) {
 			return
 		}
 		if reply.Notice != "" || len(reply.Commands) > 0 {
-			c.send(mustJSON(chat.NoticeFrame{Type: chat.FrameNotice, Text: reply.Notice, ClientID: f.ClientID, Commands: reply.Commands}))
+			notice := chat.NoticeFrame{Type: chat.FrameNotice, Text: reply.Notice, ClientID: f.ClientID, Commands: reply.Commands}
+			if len(reply.Commands) > 0 && c.isAdmin() {
+				// The gateway's own commands, for the one who may use them.
+				notice.Commands = append(slices.Clone(reply.Commands), adminCommands...)
+				notice.Text += adminHelp
+			}
+			c.send(mustJSON(notice))
 		}
 	})
 	if !started {

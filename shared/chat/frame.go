@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // FrameType names a WebSocket frame of the browser protocol: every frame is
@@ -89,6 +90,8 @@ type ErrorFrame struct {
 	Message string    `json:"message"`
 	// ClientID names the message the error is about, if any.
 	ClientID string `json:"client_id,omitempty"`
+	// Until is when a CodeMuted mute ends.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // NoticeFrame is a private answer to a command (an acknowledgement, /help).
@@ -107,6 +110,9 @@ type PresenceFrame struct {
 	Users  []string  `json:"users"`
 	Joined []string  `json:"joined,omitempty"`
 	Left   []string  `json:"left,omitempty"`
+	// Guests are the Users connected as guests only (unregistered names);
+	// the others signed in to an account or came with a token.
+	Guests []string `json:"guests,omitempty"`
 }
 
 // ServerFrame decodes any frame the gateway sends, for clients that read
@@ -121,14 +127,16 @@ type ServerFrame struct {
 	Reset    bool      `json:"reset"`
 	Epoch    int64     `json:"epoch"`
 	// error
-	Code  Code   `json:"code"`
-	Error string `json:"message"`
+	Code  Code      `json:"code"`
+	Error string    `json:"message"`
+	Until time.Time `json:"until"`
 	// notice (Text and ClientID are the message's fields)
 	Commands []Command `json:"commands"`
 	// presence
 	Users  []string `json:"users"`
 	Joined []string `json:"joined"`
 	Left   []string `json:"left"`
+	Guests []string `json:"guests"`
 }
 
 // DecodeFrames decodes one WebSocket message from the gateway. A client

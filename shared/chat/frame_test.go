@@ -16,7 +16,7 @@ import (
 // TestGolden: browsers and integrations depend on these shapes.
 func goldenFrames() map[string]any {
 	ts := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	msg := Message{Room: "lobby", Seq: 42, User: "alice", Text: "hi", Kind: KindUser, ClientID: "c-1", TS: ts}
+	msg := Message{Room: "lobby", Seq: 42, User: "alice", Text: "hi", Kind: KindUser, ClientID: "c-1", TS: ts, Auth: AuthAccount}
 	return map[string]any{
 		"frame_in_message.json":    ClientFrame{Type: FrameMessage, Text: "hi", ClientID: "c-1"},
 		"frame_in_history.json":    ClientFrame{Type: FrameHistory, Before: 42, Limit: 50},
@@ -26,7 +26,8 @@ func goldenFrames() map[string]any {
 		"frame_error.json":         ErrorFrame{Type: FrameError, Code: CodeTooLong, Message: "message text is longer than 4000 characters", ClientID: "c-1"},
 		"frame_notice.json":        NoticeFrame{Type: FrameNotice, Text: "SMS to bob queued", ClientID: "c-2"},
 		"frame_notice_help.json":   NoticeFrame{Type: FrameNotice, Text: "/now  the time", Commands: []Command{{Name: "now", Usage: "/now", Help: "the time"}}},
-		"frame_presence.json":      PresenceFrame{Type: FramePresence, Users: []string{"alice", "bob"}, Joined: []string{"bob"}},
+		"frame_presence.json":      PresenceFrame{Type: FramePresence, Users: []string{"alice", "bob"}, Joined: []string{"bob"}, Guests: []string{"bob"}},
+		"frame_error_muted.json":   ErrorFrame{Type: FrameError, Code: CodeMuted, Message: "you are muted in this room until 12:10 UTC", ClientID: "c-3", Until: ts.Add(10 * time.Minute)},
 	}
 }
 

@@ -36,6 +36,19 @@ const (
 // DefaultUser is the author of a message published on NATS without a user.
 const DefaultUser = "nats"
 
+// How the author of a message was known (Message.Auth). Gateways set it on
+// every message a browser sends; a message published on NATS by an operator
+// or a service has none, NATS permissions being what vets those.
+const (
+	// AuthAccount: the author signed in to a registered account.
+	AuthAccount = "account"
+	// AuthGuest: an unregistered name, claimed by whoever typed it.
+	AuthGuest = "guest"
+	// AuthToken: an embedding application vouched for the name with a
+	// signed token.
+	AuthToken = "token"
+)
+
 // ErrBadMessage is wrapped by every error ParseMessage returns.
 var ErrBadMessage = errors.New("bad message")
 
@@ -50,6 +63,9 @@ type Message struct {
 	Kind     string    `json:"kind"`
 	ClientID string    `json:"client_id,omitempty"`
 	TS       time.Time `json:"ts"`
+	// Auth says how the gateway knew the author: AuthAccount, AuthGuest or
+	// AuthToken; empty for messages published on NATS directly.
+	Auth string `json:"auth,omitempty"`
 }
 
 // ParseMessage decodes and validates a payload published on
@@ -90,6 +106,11 @@ func ParseMessage(data []byte, arrival time.Time) (Message, error) {
 	case KindUser, KindBot, KindSystem:
 	default:
 		return Message{}, fmt.Errorf("%w: unknown kind %q", ErrBadMessage, m.Kind)
+	}
+	switch m.Auth {
+	case "", AuthAccount, AuthGuest, AuthToken:
+	default:
+		return Message{}, fmt.Errorf("%w: unknown auth %q", ErrBadMessage, m.Auth)
 	}
 	if len(m.ClientID) > MaxClientIDLen {
 		return Message{}, fmt.Errorf("%w: client_id is longer than %d bytes", ErrBadMessage, MaxClientIDLen)

@@ -25,12 +25,12 @@ func TestParseMessageDefaults(t *testing.T) {
 }
 
 func TestParseMessageKeepsFields(t *testing.T) {
-	in := `{"user":"ops","text":"hello","kind":"bot","client_id":"c1","ts":"2026-01-02T03:04:05Z"}`
+	in := `{"user":"ops","text":"hello","kind":"bot","client_id":"c1","ts":"2026-01-02T03:04:05Z","auth":"guest"}`
 	m, err := ParseMessage([]byte(in), arrival)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Message{User: "ops", Text: "hello", Kind: KindBot, ClientID: "c1", TS: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	want := Message{User: "ops", Text: "hello", Kind: KindBot, ClientID: "c1", TS: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Auth: AuthGuest}
 	if m != want {
 		t.Errorf("got %+v, want %+v", m, want)
 	}
@@ -45,6 +45,7 @@ func TestParseMessageRejects(t *testing.T) {
 		"text wrong type": `{"text":42}`,
 		"bad user":        `{"text":"x","user":"a.b"}`,
 		"bad kind":        `{"text":"x","kind":"admin"}`,
+		"bad auth":        `{"text":"x","auth":"admin"}`,
 		"bad ts":          `{"text":"x","ts":"yesterday"}`,
 		"array":           `["text"]`,
 		"long client id":  `{"text":"x","client_id":"` + strings.Repeat("c", MaxClientIDLen+1) + `"}`,
@@ -72,19 +73,20 @@ func TestParseMessageAcceptsLongestText(t *testing.T) {
 // the nats CLI, scripts) depend on these field names.
 func TestGolden(t *testing.T) {
 	ts := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	msg := Message{Room: "lobby", Seq: 42, User: "alice", Text: "hi", Kind: KindUser, ClientID: "c-1", TS: ts}
+	msg := Message{Room: "lobby", Seq: 42, User: "alice", Text: "hi", Kind: KindUser, ClientID: "c-1", TS: ts, Auth: AuthAccount}
 	payloads := map[string]any{
-		"message.json":          msg,
-		"bot_request.json":      BotRequest{ID: "r1", Room: "lobby", User: "alice", Text: "/sms bob"},
-		"bot_reply_ok.json":     BotReply{OK: true, Notice: "SMS to bob queued"},
-		"bot_reply_help.json":   BotReply{OK: true, Notice: "/now  the time", Commands: []Command{{Name: "now", Usage: "/now", Help: "the time"}}},
-		"bot_reply_error.json":  BotReply{OK: false, Code: "unknown_command", Error: "unknown command /nope: try /help"},
-		"sms_task.json":         SMSTask{ID: "t1", Room: "lobby", From: "alice", To: "bob", RequestedAt: ts},
-		"history_request.json":  HistoryRequest{Before: 100, Limit: 50},
-		"history_response.json": HistoryResponse{Messages: []Message{msg}, HasMore: true, StoredThrough: 42, Epoch: EpochOf(ts), PreviousEpoch: EpochOf(ts.Add(-time.Hour))},
-		"rooms_response.json":   RoomsResponse{Rooms: []Room{{Name: "lobby", Messages: 3, CreatedAt: ts, LastMessageAt: ts}}},
-		"presence.json":         Presence{Room: "lobby", User: "alice", Event: PresenceJoin, Gateway: "gw1", TS: ts},
-		"presence_here.json":    Presence{Room: "lobby", Users: []string{"alice", "bob"}, Event: PresenceHere, Gateway: "gw1", TS: ts},
+		"message.json":             msg,
+		"bot_request.json":         BotRequest{ID: "r1", Room: "lobby", User: "alice", Text: "/sms bob", Auth: AuthAccount},
+		"bot_reply_ok.json":        BotReply{OK: true, Notice: "SMS to bob queued"},
+		"bot_reply_help.json":      BotReply{OK: true, Notice: "/now  the time", Commands: []Command{{Name: "now", Usage: "/now", Help: "the time"}}},
+		"bot_reply_error.json":     BotReply{OK: false, Code: "unknown_command", Error: "unknown command /nope: try /help"},
+		"sms_task.json":            SMSTask{ID: "t1", Room: "lobby", From: "alice", To: "bob", RequestedAt: ts},
+		"history_request.json":     HistoryRequest{Before: 100, Limit: 50},
+		"history_response.json":    HistoryResponse{Messages: []Message{msg}, HasMore: true, StoredThrough: 42, Epoch: EpochOf(ts), PreviousEpoch: EpochOf(ts.Add(-time.Hour))},
+		"rooms_response.json":      RoomsResponse{Rooms: []Room{{Name: "lobby", Messages: 3, CreatedAt: ts, LastMessageAt: ts}}},
+		"presence.json":            Presence{Room: "lobby", User: "alice", Event: PresenceJoin, Gateway: "gw1", TS: ts},
+		"presence_here.json":       Presence{Room: "lobby", Users: []string{"alice", "bob"}, Guests: []string{"bob"}, Event: PresenceHere, Gateway: "gw1", TS: ts},
+		"presence_join_guest.json": Presence{Room: "lobby", User: "bob", Guest: true, Event: PresenceJoin, Gateway: "gw1", TS: ts},
 	}
 	for file, v := range goldenFrames() {
 		payloads[file] = v

@@ -8,6 +8,9 @@ type BotRequest struct {
 	Room string `json:"room"`
 	User string `json:"user"`
 	Text string `json:"text"`
+	// Auth is how the gateway knew User (AuthAccount, AuthGuest,
+	// AuthToken); empty for a request from NATS directly (an operator).
+	Auth string `json:"auth,omitempty"`
 }
 
 // BotReply answers a BotRequest. Public answers go to the room as messages of
@@ -112,10 +115,15 @@ const (
 
 // Presence is an event on PresenceSubject.
 type Presence struct {
-	Room    string    `json:"room"`
-	Event   string    `json:"event"`
-	Gateway string    `json:"gateway"`
-	User    string    `json:"user,omitempty"`
-	Users   []string  `json:"users,omitempty"`
-	TS      time.Time `json:"ts"`
+	Room    string   `json:"room"`
+	Event   string   `json:"event"`
+	Gateway string   `json:"gateway"`
+	User    string   `json:"user,omitempty"`
+	Users   []string `json:"users,omitempty"`
+	// Guest (join) says User is connected as a guest only; Guests (here)
+	// lists the Users connected as guests only. A user with any signed-in
+	// connection (account or token) is not a guest.
+	Guest  bool      `json:"guest,omitempty"`
+	Guests []string  `json:"guests,omitempty"`
+	TS     time.Time `json:"ts"`
 }

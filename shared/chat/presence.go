@@ -32,7 +32,10 @@ func ParsePresence(data []byte) (Presence, error) {
 		if len(p.Users) > MaxPresenceUsers {
 			return Presence{}, fmt.Errorf("%w: %d users, the limit is %d", ErrBadMessage, len(p.Users), MaxPresenceUsers)
 		}
-		for _, u := range p.Users {
+		if len(p.Guests) > len(p.Users) {
+			return Presence{}, fmt.Errorf("%w: more guests than users", ErrBadMessage)
+		}
+		for _, u := range append(p.Users, p.Guests...) {
 			if err := ValidateName("user", u); err != nil {
 				return Presence{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
 			}

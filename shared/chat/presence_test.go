@@ -8,10 +8,12 @@ import (
 
 func TestParsePresence(t *testing.T) {
 	good := map[string]string{
-		"join":  `{"room":"lobby","event":"join","gateway":"gw-1","user":"alice","ts":"2026-11-24T12:00:00Z"}`,
-		"leave": `{"room":"lobby","event":"leave","gateway":"gw-1","user":"alice","ts":"2026-11-24T12:00:00Z"}`,
-		"here":  `{"room":"lobby","event":"here","gateway":"gw-1","users":["alice","bob"],"ts":"2026-11-24T12:00:00Z"}`,
-		"sync":  `{"room":"lobby","event":"sync","gateway":"gw-1","ts":"2026-11-24T12:00:00Z"}`,
+		"join":             `{"room":"lobby","event":"join","gateway":"gw-1","user":"alice","ts":"2026-11-24T12:00:00Z"}`,
+		"leave":            `{"room":"lobby","event":"leave","gateway":"gw-1","user":"alice","ts":"2026-11-24T12:00:00Z"}`,
+		"here":             `{"room":"lobby","event":"here","gateway":"gw-1","users":["alice","bob"],"ts":"2026-11-24T12:00:00Z"}`,
+		"here with guests": `{"room":"lobby","event":"here","gateway":"gw-1","users":["alice","bob"],"guests":["bob"],"ts":"2026-11-24T12:00:00Z"}`,
+		"guest join":       `{"room":"lobby","event":"join","gateway":"gw-1","user":"bob","guest":true,"ts":"2026-11-24T12:00:00Z"}`,
+		"sync":             `{"room":"lobby","event":"sync","gateway":"gw-1","ts":"2026-11-24T12:00:00Z"}`,
 	}
 	for name, in := range good {
 		t.Run(name, func(t *testing.T) {
@@ -31,6 +33,8 @@ func TestParsePresence(t *testing.T) {
 		"bidi and nul":    `{"event":"join","gateway":"gw","user":"\u202eevil\u0000"}`,
 		"no user":         `{"event":"leave","gateway":"gw"}`,
 		"bad here user":   `{"event":"here","gateway":"gw","users":["alice","a.b"]}`,
+		"bad guest":       `{"event":"here","gateway":"gw","users":["alice"],"guests":["<b>"]}`,
+		"too many guests": `{"event":"here","gateway":"gw","users":["alice"],"guests":["a","b"]}`,
 		"too many":        `{"event":"here","gateway":"gw","users":[` + strings.Repeat(`"u",`, MaxPresenceUsers) + `"u"]}`,
 		"users wrong":     `{"event":"here","gateway":"gw","users":"alice"}`,
 	}

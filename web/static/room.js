@@ -2,8 +2,12 @@
 // that history pages, live messages and resumes merge without duplicates.
 // Everything a user wrote is put in the page as text, never as HTML.
 import { linkify, dayLabel, timeLabel } from "./format.js";
+import { me as whoAmI, signIn, signOut, access } from "./account.js";
 
 const [, , roomName, userName] = location.pathname.split("/").map(decodeURIComponent);
+// An embedding app's token (?token=) goes on to the WebSocket.
+const token = new URLSearchParams(location.search).get("token") || "";
+const wsPath = `/ws/chat/${encodeURIComponent(roomName)}/${encodeURIComponent(userName)}`;
 
 const $ = (id) => document.getElementById(id);
 const log = $("log");
@@ -18,6 +22,7 @@ const palette = $("commands");
 const memberList = $("member-list");
 const membersPanel = $("members");
 const membersToggle = $("members-toggle");
+const signinForm = $("signin");
 $("title").textContent = `#${roomName}`;
 document.title = `#${roomName} · Chat`;
 
@@ -32,6 +37,12 @@ let ws = null;
 let retry = 0;
 let commands = [];
 let helpId = "";
+let account = null;         // {name, admin} when signed in
+let ownName = userName;     // the account's own spelling once signed in as it
+
+// What is typed is kept per room and name for this tab, so that signing in
+// again (or a reload) does not lose it.
+const draftKey = `chat.draft.${roomName}.${userName.toLowerCase()}`;
 
 // --- connection -----------------------------------------------------------
 
@@ -41,8 +52,10 @@ function connect() {
   // batch=1: under load the server may put several frames, one per line,
   // in one WebSocket message.
   const since = lastSeq ? `&since=${lastSeq}&epoch=${encodeURIComponent(epoch)}` : "";
-  ws = new WebSocket(`${scheme}://${location.host}/ws/chat/${encodeURIComponent(roomName)}/${encodeURIComponent(userName)}?batch=1${since}`);
+  let opened = false;
+  ws = new WebSocket(`${scheme}://${location.host}${wsPath}?batch=1${since}${tokenQuery("&")}`);
   ws.addEventListener("open", () => {
+    opened = true;
     retry = 0;
     setStatus("online", "online");
     // What was typed while offline goes now, with its client_id: the
@@ -56,8 +69,15 @@ function connect() {
   ws.addEventListener("message", (e) => {
     for (const line of e.data.split("\n")) onFrame(JSON.parse(line));
   });
-  ws.addEventListener("close", (e) => {
+  ws.addEventListener("close", async (e) => {
     if (leaving) return;
+    if (e.code === 4401 || e.code === 4403) return needSignIn(e.reason);
+    if (!opened) {
+      // Refused, or unreachable: a browser does not tell which, the
+      // same URL without an upgrade does.
+      const a = await access(wsPath + tokenQuery("?"));
+      if (!a.ok && (a.status === 401 || a.status === 403)) return needSignIn(a.reason, a.status);
+    }
     const delay = Math.min(15000, 500 * 2 ** retry++) * (0.75 + Math.random() / 2);
     const why = e.reason ? ` (${e.reason})` : "";
     setStatus("offline", `offline${why}, reconnecting in ${Math.ceil(delay / 1000)}s`);
@@ -78,6 +98,10 @@ window.addEventListener("pageshow", (e) => {
     connect();
   }
 });
+
+function tokenQuery(sep) {
+  return token ? `${sep}token=${encodeURIComponent(token)}` : "";
+}
 
 function setStatus(state, text) {
   status.dataset.state = state;
@@ -159,7 +183,7 @@ function addMessages(batch, follow = true) {
     if (messages.has(m.seq)) continue;
     messages.set(m.seq, m);
     lastSeq = Math.max(lastSeq, m.seq);
-    if (m.client_id && m.user === userName && unacked.has(m.client_id)) {
+    if (m.client_id && m.user === ownName && unacked.has(m.client_id)) {
       unacked.get(m.client_id).li.remove();
       unacked.delete(m.client_id);
     }
@@ -216,7 +240,7 @@ function render() {
 
 function renderMessage(m, grouped) {
   const li = document.createElement("li");
-  li.className = `msg kind-${m.kind}${m.user === userName ? " own" : ""}${grouped ? " grouped" : ""}`;
+  li.className = `msg kind-${m.kind}${m.user === ownName ? " own" : ""}${grouped ? " grouped" : ""}`;
   if (m.seq) li.dataset.seq = m.seq;
   const ts = new Date(m.ts);
   const head = document.createElement("div");
@@ -228,7 +252,9 @@ function renderMessage(m, grouped) {
   when.dateTime = ts.toISOString();
   when.textContent = timeLabel(ts);
   when.title = ts.toLocaleString();
-  head.append(who, when);
+  head.append(who);
+  if (m.auth === "guest") head.append(guestBadge());
+  head.append(when);
   const body = document.createElement("div");
   body.className = "text";
   body.append(...linkify(m.text));
@@ -271,15 +297,27 @@ jump.addEventListener("click", () => { scrollToBottom(); input.focus(); });
 // --- members --------------------------------------------------------------
 
 function onPresence(f) {
+  const guests = new Set(f.guests || []);
   memberList.replaceChildren(...f.users.map((u) => {
     const li = document.createElement("li");
-    li.textContent = u;
-    if (u === userName) li.className = "me";
+    const name = document.createElement("span");
+    name.textContent = u;
+    li.append(name);
+    if (guests.has(u)) li.append(" ", guestBadge());
+    if (u === ownName) li.className = "me";
     return li;
   }));
   $("member-count").textContent = f.users.length;
-  for (const u of f.joined || []) if (u !== userName) addNote(`${u} joined`, "presence");
-  for (const u of f.left || []) if (u !== userName) addNote(`${u} left`, "presence");
+  for (const u of f.joined || []) if (u !== ownName) addNote(`${u} joined`, "presence");
+  for (const u of f.left || []) if (u !== ownName) addNote(`${u} left`, "presence");
+}
+
+function guestBadge() {
+  const b = document.createElement("span");
+  b.className = "badge guest";
+  b.textContent = "guest";
+  b.title = "not signed in: anyone may use this name";
+  return b;
 }
 
 membersToggle.addEventListener("click", () => {
@@ -296,7 +334,7 @@ function submit() {
   const clientId = crypto.randomUUID();
   if (!text.startsWith("/")) {
     // Shown at once, dimmed, until the server's copy acknowledges it.
-    const li = renderMessage({ user: userName, text, kind: "user", ts: new Date().toISOString() }, false);
+    const li = renderMessage({ user: ownName, text, kind: "user", ts: new Date().toISOString() }, false);
     li.classList.add("pending");
     list.append(li);
     unacked.set(clientId, { text, li });
@@ -304,6 +342,7 @@ function submit() {
   }
   send({ type: "message", text, client_id: clientId });
   input.value = "";
+  sessionStorage.removeItem(draftKey);
   input.style.height = "auto";
   hidePalette();
 }
@@ -329,6 +368,7 @@ input.addEventListener("keydown", (e) => {
 });
 
 input.addEventListener("input", () => {
+  sessionStorage.setItem(draftKey, input.value);
   input.style.height = "auto";
   input.style.height = `${input.scrollHeight}px`;
   const t = input.value;
@@ -372,4 +412,78 @@ function hidePalette() {
   palette.hidden = true;
 }
 
+// --- identity ---------------------------------------------------------------
+
+// showIdentity puts who this page speaks as in the header.
+function showIdentity() {
+  const mine = account && account.name.toLowerCase() === userName.toLowerCase();
+  const label = $("me");
+  label.replaceChildren(mine ? ownName : userName);
+  if (!mine && !token) label.append(" ", guestBadge());
+  label.title = mine ? "signed in" : token ? "signed in by the embedding site" : "guest: not signed in";
+  $("signout").hidden = !mine || !!token;
+  const link = $("signin-link");
+  link.hidden = mine || !!token;
+  link.href = `/?next=${encodeURIComponent(location.pathname)}`;
+}
+
+// needSignIn stops reconnecting and shows why; for a registered name (or a
+// gateway without guests) it offers to sign in right here, keeping what
+// was typed.
+function needSignIn(reason, status) {
+  setStatus("offline", status === 401 ? "not admitted" : "signed out");
+  $("signin-reason").textContent = reason || "Sign in to chat under this name.";
+  const canSignIn = !token && !/reserved/i.test(reason || "");
+  $("signin-fields").hidden = !canSignIn;
+  $("signin-name").textContent = userName;
+  $("signin-user").value = userName;
+  $("me").replaceChildren("not signed in");
+  $("signin-link").hidden = true;
+  $("signout").hidden = true;
+  signinForm.hidden = false;
+  if (canSignIn) $("signin-password").focus();
+}
+
+signinForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const err = $("signin-error");
+  err.hidden = true;
+  const button = signinForm.querySelector("button");
+  button.disabled = true;
+  try {
+    account = await signIn(userName, $("signin-password").value);
+    ownName = account.name;
+    $("signin-password").value = "";
+    signinForm.hidden = true;
+    showIdentity();
+    connect();
+    input.focus();
+  } catch (x) {
+    err.textContent = x.message;
+    err.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("signout").addEventListener("click", async () => {
+  leaving = true;
+  try {
+    await signOut();
+    location.href = "/";
+  } catch (x) {
+    leaving = false;
+    addNote(x.message, "error");
+  }
+});
+
+input.value = sessionStorage.getItem(draftKey) || "";
+
+try {
+  account = await whoAmI();
+  if (account && account.name.toLowerCase() === userName.toLowerCase()) ownName = account.name;
+} catch {
+  // The accounts service is away: a guest may still chat.
+}
+showIdentity();
 connect();

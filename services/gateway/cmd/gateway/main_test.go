@@ -28,7 +28,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	if err := service.Run(context.Background(), gateway.Prefix, []string{"-h"}, &out, &out, gateway.Run); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []string{"GATEWAY_ADDR", "GATEWAY_NATS_URL", "GATEWAY_ALLOWED_ORIGINS", "GATEWAY_SEND_QUEUE", "GATEWAY_SHUTDOWN_TIMEOUT"} {
+	for _, v := range []string{"GATEWAY_ADDR", "GATEWAY_NATS_URL", "GATEWAY_ALLOWED_ORIGINS", "GATEWAY_SEND_QUEUE", "GATEWAY_SHUTDOWN_TIMEOUT",
+		"GATEWAY_GUESTS", "GATEWAY_SECURE_COOKIES", "GATEWAY_ADMINS", "GATEWAY_JWT_SECRET", "GATEWAY_JWT_PUBLIC_KEY", "GATEWAY_AUTH_TIMEOUT"} {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("-h does not list %s", v)
 		}

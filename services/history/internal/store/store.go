@@ -45,6 +45,7 @@ type messageRow struct {
 	Text      string    `bun:"text,notnull"`
 	Kind      string    `bun:"kind,notnull"`
 	ClientID  string    `bun:"client_id,notnull"`
+	Auth      string    `bun:"auth,notnull"`
 	CreatedAt time.Time `bun:"created_at,notnull"`
 }
 
@@ -102,7 +103,7 @@ func (s *Store) Save(ctx context.Context, epoch int64, msgs []chat.Message) (int
 	for i, m := range msgs {
 		rows[i] = messageRow{
 			Room: m.Room, Epoch: epoch, Seq: toInt64(m.Seq), User: m.User, Text: m.Text,
-			Kind: m.Kind, ClientID: m.ClientID, CreatedAt: m.TS.UTC(),
+			Kind: m.Kind, ClientID: m.ClientID, Auth: m.Auth, CreatedAt: m.TS.UTC(),
 		}
 	}
 	// Concurrent writers (two instances, a redelivery) touch rows in the same
@@ -245,7 +246,7 @@ func (s *Store) Messages(ctx context.Context, room string, q Query) ([]chat.Mess
 	for i, r := range rows {
 		msgs[i] = chat.Message{
 			Room: r.Room, Seq: uint64(r.Seq), User: r.User, Text: r.Text,
-			Kind: r.Kind, ClientID: r.ClientID, TS: r.CreatedAt.UTC(),
+			Kind: r.Kind, ClientID: r.ClientID, Auth: r.Auth, TS: r.CreatedAt.UTC(),
 		}
 	}
 	return msgs, hasMore, nil

@@ -68,11 +68,17 @@ func open(t *testing.T, o Options) *Store {
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
 
+// msg is a message of user in room; odd seqs come from an account, even
+// ones from NATS (no auth), so both round-trip.
 func msg(room string, seq uint64, user string) chat.Message {
-	return chat.Message{
+	m := chat.Message{
 		Room: room, Seq: seq, User: user, Text: fmt.Sprintf("text %d", seq),
 		Kind: chat.KindUser, ClientID: fmt.Sprintf("c%d", seq), TS: t0.Add(time.Duration(seq) * time.Second),
 	}
+	if seq%2 == 1 {
+		m.Auth = chat.AuthAccount
+	}
+	return m
 }
 
 func save(t *testing.T, s *Store, msgs ...chat.Message) int {
