@@ -28,7 +28,7 @@ func Migrate(ctx context.Context, db *DB, fsys fs.FS, o MigrateOptions) error {
 		return err
 	}
 
-	if db.Dialect == Postgres {
+	if db.Engine == Postgres {
 		// The lock belongs to one session, so hold it on a dedicated
 		// connection; it is released when that connection ends, even if
 		// this process dies mid-migration.
@@ -61,12 +61,12 @@ func NewMigrator(db *DB, fsys fs.FS, o MigrateOptions) (*migrate.Migrator, error
 		return nil, fmt.Errorf("discover migrations: %w", err)
 	}
 	timestamp := "TIMESTAMP"
-	if db.Dialect == Postgres {
+	if db.Engine == Postgres {
 		timestamp = "TIMESTAMPTZ"
 	}
 	opts := []migrate.MigratorOption{
 		migrate.WithMarkAppliedOnSuccess(true),
-		migrate.WithTemplateData(map[string]string{"Timestamp": timestamp, "Dialect": string(db.Dialect)}),
+		migrate.WithTemplateData(map[string]string{"Timestamp": timestamp, "Dialect": string(db.Engine)}),
 	}
 	if o.Table != "" {
 		opts = append(opts, migrate.WithTableName(o.Table))

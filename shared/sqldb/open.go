@@ -26,12 +26,13 @@ import (
 // configuration itself is wrong.
 var ErrConfig = errors.New("bad database configuration")
 
-// Dialect names the database behind a DB.
-type Dialect string
+// Engine names the database behind a DB. (Not "dialect": bun's DB has a
+// Dialect method already.)
+type Engine string
 
 const (
-	Postgres Dialect = "postgres"
-	SQLite   Dialect = "sqlite"
+	Postgres Engine = "postgres"
+	SQLite   Engine = "sqlite"
 )
 
 // Config chooses and tunes the database.
@@ -50,11 +51,11 @@ type Config struct {
 	SQLiteSynchronous string
 }
 
-// DB is an open database: bun's handle and which dialect it speaks. It is
-// safe for concurrent use.
+// DB is an open database: bun's handle and which engine is behind it. It
+// is safe for concurrent use.
 type DB struct {
 	*bun.DB
-	Dialect Dialect
+	Engine Engine
 
 	closeOnce sync.Once
 	closeErr  error
@@ -88,7 +89,7 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", db.Dialect, err)
+		return fmt.Errorf("ping %s: %w", db.Engine, err)
 	}
 	return nil
 }
@@ -113,7 +114,7 @@ func openPostgres(dsn string) (db *DB, err error) {
 	// Connections broken by a database restart are replaced without waiting
 	// for every one of them to fail once.
 	sqldb.SetConnMaxIdleTime(time.Minute)
-	return &DB{DB: bun.NewDB(sqldb, pgdialect.New()), Dialect: Postgres}, nil
+	return &DB{DB: bun.NewDB(sqldb, pgdialect.New()), Engine: Postgres}, nil
 }
 
 func openSQLite(c Config) (*DB, error) {
@@ -146,7 +147,7 @@ func openSQLite(c Config) (*DB, error) {
 	// SQLite has one writer anyway; one connection also keeps every
 	// statement on the pragmas above.
 	sqldb.SetMaxOpenConns(1)
-	return &DB{DB: bun.NewDB(sqldb, sqlitedialect.New()), Dialect: SQLite}, nil
+	return &DB{DB: bun.NewDB(sqldb, sqlitedialect.New()), Engine: SQLite}, nil
 }
 
 // redact hides a password in a database URL for error messages.

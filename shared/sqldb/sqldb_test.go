@@ -45,8 +45,8 @@ func TestSQLitePragmas(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if db.Dialect != SQLite {
-		t.Errorf("dialect %q, want sqlite", db.Dialect)
+	if db.Engine != SQLite {
+		t.Errorf("dialect %q, want sqlite", db.Engine)
 	}
 	for pragma, want := range map[string]string{
 		"journal_mode": "wal",
