@@ -105,7 +105,14 @@ func openPostgres(dsn string) (db *DB, err error) {
 	// variable deserves an error message, not a stack trace.
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: parse database url %s: %v", ErrConfig, redact(dsn), r)
+			// A *url.Error quotes the whole URL, password and all; its
+			// inner error says what is wrong without it.
+			reason := fmt.Sprint(r)
+			var uerr *url.Error
+			if e, ok := r.(error); ok && errors.As(e, &uerr) {
+				reason = uerr.Err.Error()
+			}
+			err = fmt.Errorf("%w: parse database url %s: %s", ErrConfig, redact(dsn), reason)
 		}
 	}()
 	sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))

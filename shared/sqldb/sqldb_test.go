@@ -17,6 +17,7 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 	for name, c := range map[string]Config{
 		"mysql url":         {URL: "mysql://user:secret@host/db"},
 		"empty sqlite path": {},
+		"unparsable url":    {URL: "postgres://user:secret@host:port/db"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Open(context.Background(), c)
