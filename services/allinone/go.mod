@@ -9,6 +9,7 @@ require (
 
 replace (
 	github.com/natschat/chat/shared => ../../shared
+	github.com/natschat/chat/shared/sqldb => ../../shared/sqldb
 	github.com/natschat/chat/shared/testkit => ../../shared/testkit
 )
 
@@ -37,6 +38,7 @@ require (
 	github.com/jinzhu/inflection v1.0.0 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/natschat/chat/shared/sqldb v0.0.0 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect

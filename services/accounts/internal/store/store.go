@@ -1,6 +1,7 @@
 // Package store keeps accounts, sessions, mutes and rate-limit counters in
 // Postgres or SQLite through bun. One implementation serves both; the few
-// spots where their SQL differs are in open.go and the migration template.
+// spots where their SQL differs are in the shared sqldb package and the
+// migration template.
 package store
 
 import (
@@ -8,12 +9,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/sqldb"
 )
 
 // ErrNotFound is returned for a missing account, session or mute.
@@ -25,19 +26,8 @@ var ErrNameTaken = errors.New("name taken")
 
 // Store is the accounts database. It is safe for concurrent use.
 type Store struct {
-	db      *bun.DB
-	dialect dialect
-
-	closeOnce sync.Once
-	closeErr  error
+	db *sqldb.DB
 }
-
-type dialect string
-
-const (
-	postgres dialect = "postgres"
-	sqlite   dialect = "sqlite"
-)
 
 // Account is a registered name with its password hash.
 type Account struct {
@@ -98,21 +88,13 @@ type limitRow struct {
 }
 
 // Dialect reports "postgres" or "sqlite".
-func (s *Store) Dialect() string { return string(s.dialect) }
+func (s *Store) Dialect() string { return string(s.db.Engine) }
 
 // Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", s.dialect, err)
-	}
-	return nil
-}
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 
 // Close closes the database; calling it again returns the first result.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
-	return s.closeErr
-}
+func (s *Store) Close() error { return s.db.Close() }
 
 // ts is how every time is stored: UTC, to the microsecond, which both
 // dialects keep exactly, so a value read back equals the one written.

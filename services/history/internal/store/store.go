@@ -1,6 +1,6 @@
 // Package store keeps chat messages, rooms and users in Postgres or SQLite
 // through bun. One implementation serves both; the few spots where their SQL
-// differs are in open.go and the migration template.
+// differs are in the shared sqldb package and the migration templates.
 package store
 
 import (
@@ -11,29 +11,18 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/sqldb"
 )
 
 // Store is the history database. It is safe for concurrent use.
 type Store struct {
-	db      *bun.DB
-	dialect dialect
-
-	closeOnce sync.Once
-	closeErr  error
+	db *sqldb.DB
 }
-
-type dialect string
-
-const (
-	postgres dialect = "postgres"
-	sqlite   dialect = "sqlite"
-)
 
 type messageRow struct {
 	bun.BaseModel `bun:"table:messages,alias:m"`
@@ -74,21 +63,13 @@ type userRow struct {
 }
 
 // Dialect reports "postgres" or "sqlite".
-func (s *Store) Dialect() string { return string(s.dialect) }
+func (s *Store) Dialect() string { return string(s.db.Engine) }
 
 // Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", s.dialect, err)
-	}
-	return nil
-}
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 
 // Close closes the database; calling it again returns the first result.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
-	return s.closeErr
-}
+func (s *Store) Close() error { return s.db.Close() }
 
 // Save stores msgs (each with Room and Seq set), all of the stream epoch
 // epoch, in one transaction and returns how many were new. A message
