@@ -44,3 +44,5 @@ replace (
 	github.com/natschat/chat/shared/testkit => ../shared/testkit
 	github.com/natschat/chat/web => ../web
 )
+
+replace github.com/natschat/chat/shared/sqldb => ../shared/sqldb

@@ -44,6 +44,7 @@ require (
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/natschat/chat/shared/sqldb v0.0.0 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
@@ -70,3 +71,5 @@ require (
 )
 
 replace github.com/natschat/chat/web => ../../web
+
+replace github.com/natschat/chat/shared/sqldb => ../../shared/sqldb
