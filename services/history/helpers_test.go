@@ -180,6 +180,20 @@ func waitStored(t *testing.T, st *store.Store, want int, timeout time.Duration) 
 	return c
 }
 
+// waitRows waits until the database holds at least want messages, while
+// messages are still flowing (when the room counters, read apart from the
+// rows, may always be a batch behind).
+func waitRows(t *testing.T, st *store.Store, want int, timeout time.Duration) {
+	t.Helper()
+	testkit.WaitForState(t, timeout, fmt.Sprintf("%d stored messages", want), func() (bool, string) {
+		c, err := readContents(st)
+		if err != nil {
+			return false, err.Error()
+		}
+		return c.total >= want, fmt.Sprintf("%d rows stored", c.total)
+	})
+}
+
 // checkExactlyOnce verifies that messages m-0 .. m-(n-1) published by
 // publish are each stored once, with the stream sequence they got (seq =
 // i+1 when they were the only messages published), in seq order per room,

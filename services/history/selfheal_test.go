@@ -42,7 +42,7 @@ func TestConsumerDeleted(t *testing.T) {
 			waitReady(t, cfg.AdminAddr, http.StatusOK, "ready")
 
 			pub := startPublisher(t, js, roomNames(3), true)
-			waitStored(t, st, 100, 20*time.Second)
+			waitRows(t, st, 100, testkit.Deadline)
 
 			srv.lockJetStream(t, true)
 			if err := js.DeleteConsumer(context.Background(), stream.Chat, consumerName); err != nil {
@@ -88,7 +88,7 @@ func TestStreamStartsOver(t *testing.T) {
 			oldEpoch := streamEpoch(t, js)
 
 			pub := startPublisher(t, js, roomNames(3), false)
-			waitStored(t, st, 150, 20*time.Second)
+			waitRows(t, st, 150, testkit.Deadline)
 
 			srv.lockJetStream(t, true)
 			if err := js.DeleteStream(context.Background(), stream.Chat); err != nil {
