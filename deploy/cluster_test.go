@@ -468,8 +468,13 @@ func TestCluster(t *testing.T) {
 	if n := metricSum(t, "chat_sms_sent_total", admins[4].addr, admins[5].addr); n != len(smses) {
 		t.Errorf("the workers count %d SMS sent, want %d", n, len(smses))
 	}
-	if n := metricSum(t, `chat_bot_commands_total{command="sms",outcome="ok"}`, admins[2].addr, admins[3].addr); n != len(smses) {
-		t.Errorf("the bots count %d /sms answered, want %d", n, len(smses))
+	// A client sends a command again (same client_id, so the same request
+	// id) when no notice came within 10 s, as the page does after a
+	// reconnect; on a slow machine that happens during the node kill. The
+	// bot may then answer it twice, but the SMS is queued, sent and
+	// confirmed once (above): the effect is once, the answers at least once.
+	if n := metricSum(t, `chat_bot_commands_total{command="sms",outcome="ok"}`, admins[2].addr, admins[3].addr); n < len(smses) {
+		t.Errorf("the bots count %d /sms answered, want at least %d", n, len(smses))
 	}
 	// Every auth request answered once, by one of the two instances.
 	var answered int
