@@ -134,7 +134,17 @@ func (p *presence) run() {
 			p.announceHere()
 			changed()
 		case <-p.done:
-			return
+			// The room stopped after its last client left: the leaves
+			// still queued must reach the other gateways, or they would
+			// show these users until this gateway's announcements expire.
+			for {
+				select {
+				case e := <-p.events:
+					p.onLocal(e)
+				default:
+					return
+				}
+			}
 		}
 	}
 }
