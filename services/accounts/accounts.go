@@ -127,6 +127,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer st.Close() // after the connection is drained
 	log.Info("database ready", "dialect", st.Dialect())
 	if changed, err := st.SetAdmins(ctx, cfg.Admins); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
 		return fmt.Errorf("apply ACCOUNTS_ADMINS: %w", err)
 	} else if changed {
 		log.Info("admins changed", "admins", strings.Join(cfg.Admins, ","))
