@@ -178,9 +178,11 @@ func TestStalledReaderDisconnected(t *testing.T) {
 		t.Logf("stalled client closed after %d of %d frames: %v", got, n, err)
 		break
 	}
-	if got := metric(t, base, "chat_gateway_slow_clients_total"); got != 1 {
-		t.Errorf("slow clients metric = %v, want 1", got)
-	}
+	// Counted when the connection has ended, after its close handshake.
+	testkit.WaitForState(t, testkit.Deadline, "the slow client counted", func() (bool, string) {
+		got := metric(t, base, "chat_gateway_slow_clients_total")
+		return got == 1, fmt.Sprintf("slow clients metric = %v, want 1", got)
+	})
 	if got := metric(t, base, "chat_gateway_messages_out_total"); got != n {
 		t.Errorf("messages out metric = %v, want %d", got, n)
 	}
