@@ -127,7 +127,7 @@ func (w *streamWatch) check() {
 		// Without it every message is refused: create it as it was
 		// defined. Its owner still manages its configuration.
 		w.log.Warn("CHAT stream missing: creating it")
-		s, err = w.js.CreateStream(ctx, w.def)
+		s, err = stream.Create(ctx, w.js, w.def)
 	}
 	if err != nil {
 		w.log.Debug("stream watch", "err", err)

@@ -140,7 +140,14 @@ func SMSConfig(o Options) jetstream.StreamConfig {
 // Ensure creates the stream or brings an existing one to cfg. Only the
 // stream's owner calls it; the other services call Use.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, cfg)
+	s, err := js.UpdateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = Create(ctx, js, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Another service created it meanwhile: bring it to cfg.
+			s, err = js.UpdateStream(ctx, cfg)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 	}
@@ -154,7 +161,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 func Use(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = js.CreateStream(ctx, cfg)
+		s, err = Create(ctx, js, cfg)
 		if err == nil {
 			log.Info("stream created", "stream", cfg.Name, "owner", owners[cfg.Name])
 			return s, nil
@@ -172,6 +179,53 @@ func Use(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig
 			"stream", cfg.Name, "owner", owners[cfg.Name], "fields", strings.Join(d, "; "))
 	}
 	return s, nil
+}
+
+// ErrLeftover is Create's error when the stream it created came up holding
+// a deleted stream's state and could not be deleted again.
+var ErrLeftover = errors.New("created over the files of a deleted stream")
+
+// Create creates the stream cfg, found missing. It returns
+// ErrStreamNameAlreadyInUse when another service created it first.
+//
+// A stream deleted a moment ago may still be being removed from the
+// server's disk, and nats-server (seen with 2.15) then creates a new stream
+// of the same name over the old one's files: it recovers their state (the
+// new, empty stream claims the old last sequence), loses it when the
+// removal finishes, and from then on every publish to it times out. So
+// Create first gives a removal in progress a moment, and then checks what
+// it created: a new stream holds nothing, so one with a last sequence is
+// such a leftover. It is deleted and created again, a little later each
+// time, until the stream comes up empty or ctx ends.
+func Create(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 4*time.Second) {
+		if err := pause(ctx, wait); err != nil {
+			return nil, err
+		}
+		s, err := js.CreateStream(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		// The state in the answer to the create is that of the moment it
+		// was created: no publish can be in it yet.
+		if s.CachedInfo().State.LastSeq == 0 {
+			return s, nil
+		}
+		if err := js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("stream %s: %w (last seq %d), and deleting it failed: %w", cfg.Name, ErrLeftover, s.CachedInfo().State.LastSeq, err)
+		}
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // diff names the fields of got, a stream's configuration as the server
