@@ -6,7 +6,7 @@ MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
 BINARIES := gateway history bot sms-worker accounts allinone
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test vet tidy clean bench images cluster-test
+.PHONY: all build run test vet tidy clean bench images cluster-test chaos
 
 all: build
 
@@ -53,6 +53,10 @@ images:
 ## cluster-test: the production topology as processes (3-node NATS cluster, Postgres from TEST_DATABASE_URL)
 cluster-test:
 	cd deploy && $(GO) test -race -count=1 -run 'TestCluster' -v .
+
+## chaos: the fault suite (processes on loopback, Postgres from TEST_DATABASE_URL): one table, fails on any loss or duplicate
+chaos:
+	cd deploy && $(GO) test -tags chaos -count=1 -timeout 30m -run 'TestChaos' -v .
 
 ## bench: a fresh all-in-one pinned to CPU 0, chatbench pinned to CPU 1, every scenario
 bench:

@@ -19,7 +19,9 @@ import (
 // chatClient is a browser stand-in: one WebSocket at a time to a gateway.
 // Like the web page, it dials again by itself when the connection ends
 // (the gateway closes it with "try again" when it cannot serve the join,
-// or dies), resuming with ?since= after the last seq it got.
+// or dies), resuming with ?since= and the epoch of the last seq it got. A
+// reset starts a new run of seqs (a segment), as the page starts its list
+// over.
 type chatClient struct {
 	t          *testing.T
 	room, user string
@@ -29,18 +31,22 @@ type chatClient struct {
 	gateway  string // host:port
 	stopped  bool
 	msgs     []chat.Message // every message, in the order received
+	segments []segment      // msgs cut at each reset
 	last     uint64
+	epoch    int64                // of last, from the history frames
 	acked    map[string]uint64    // client_id -> seq of the stored message
 	errors   map[string]chat.Code // client_id -> code of the last error frame
+	told     map[string]chat.Code // client_id -> code of its first error frame, kept
 	notices  map[string]string    // client_id -> notice text
 	problems []string             // a duplicate or out-of-order seq
 	resets   int
+	dials    int           // connections made
 	closed   chan struct{} // closed when the current connection ends
 }
 
 func newChatClient(t *testing.T, gateway, room, user string) *chatClient {
 	c := &chatClient{t: t, room: room, user: user,
-		acked: map[string]uint64{}, errors: map[string]chat.Code{}, notices: map[string]string{}}
+		acked: map[string]uint64{}, errors: map[string]chat.Code{}, told: map[string]chat.Code{}, notices: map[string]string{}}
 	c.connect(gateway)
 	t.Cleanup(func() {
 		c.mu.Lock()
@@ -79,7 +85,7 @@ func (c *chatClient) dial(gateway string, old *wstest.Client) error {
 	c.mu.Lock()
 	url := fmt.Sprintf("ws://%s/ws/chat/%s/%s", gateway, c.room, c.user)
 	if c.last > 0 {
-		url += fmt.Sprintf("?since=%d", c.last)
+		url += fmt.Sprintf("?since=%d&epoch=%d", c.last, c.epoch)
 	}
 	c.mu.Unlock()
 	conn, err := wstest.DialHeader(c.t, url, nil)
@@ -97,6 +103,7 @@ func (c *chatClient) dial(gateway string, old *wstest.Client) error {
 		old.Conn.CloseNow()
 	}
 	c.conn, c.gateway, c.closed = conn, gateway, closed
+	c.dials++
 	go c.read(conn, closed)
 	return nil
 }
@@ -127,11 +134,16 @@ func (c *chatClient) read(conn *wstest.Client, closed chan struct{}) {
 		}
 		switch f.Type {
 		case chat.FrameHistory:
+			c.mu.Lock()
 			if f.Reset {
-				c.mu.Lock()
 				c.resets++
-				c.mu.Unlock()
+				c.last = 0
+				c.segments = append(c.segments, segment{epoch: f.Epoch})
 			}
+			if f.Epoch != 0 {
+				c.epoch = f.Epoch
+			}
+			c.mu.Unlock()
 			for _, m := range f.Messages {
 				c.add(m)
 			}
@@ -140,6 +152,9 @@ func (c *chatClient) read(conn *wstest.Client, closed chan struct{}) {
 		case chat.FrameError:
 			c.mu.Lock()
 			c.errors[f.ClientID] = f.Code
+			if _, ok := c.told[f.ClientID]; !ok {
+				c.told[f.ClientID] = f.Code
+			}
 			c.mu.Unlock()
 		case chat.FrameNotice:
 			c.mu.Lock()
@@ -158,9 +173,20 @@ func (c *chatClient) add(m chat.Message) {
 	}
 	c.last = m.Seq
 	c.msgs = append(c.msgs, m)
+	if len(c.segments) == 0 {
+		c.segments = append(c.segments, segment{epoch: c.epoch})
+	}
+	seg := &c.segments[len(c.segments)-1]
+	seg.msgs = append(seg.msgs, m)
 	if m.ClientID != "" && m.User == c.user {
 		c.acked[m.ClientID] = m.Seq
 	}
+}
+
+// segment is a run of messages between resets, of one epoch.
+type segment struct {
+	epoch int64
+	msgs  []chat.Message
 }
 
 func (c *chatClient) problem(format string, args ...any) {
@@ -237,6 +263,32 @@ func (c *chatClient) count(match func(chat.Message) bool) int {
 		}
 	}
 	return n
+}
+
+// outcome is what the client knows of the message sent as clientID: the
+// seq of its stored copy (0: none yet), the code of an error frame since it
+// was last written, and the connections made so far (a new one means a
+// write may have been lost).
+func (c *chatClient) outcome(clientID string) (seq uint64, code chat.Code, dials int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked[clientID], c.errors[clientID], c.dials
+}
+
+// clearError forgets the error frame about clientID, to see the next one.
+func (c *chatClient) clearError(clientID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.errors, clientID)
+}
+
+// bounce ends the current connection as a lost network would; the client
+// dials again by itself and resumes.
+func (c *chatClient) bounce() {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	conn.Conn.CloseNow()
 }
 
 func (c *chatClient) hasNotice(clientID string) bool {
