@@ -6,7 +6,7 @@ MODULES  := $(shell $(GO) list -m -f '{{.Dir}}')
 BINARIES := gateway history bot sms-worker accounts allinone
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test vet tidy clean bench images cluster-test chaos
+.PHONY: all build run test vet tidy clean bench bench-peers images cluster-test chaos
 
 all: build
 
@@ -61,6 +61,10 @@ chaos:
 ## bench: a fresh all-in-one pinned to CPU 0, chatbench pinned to CPU 1, every scenario
 bench:
 	bash bench/run.sh
+
+## bench-peers: the same scenarios against the chat and Centrifugo v6.9.1 (installed once into bin/), one at a time on CPU 0; RUNS=3 for median [min-max]
+bench-peers:
+	bash bench/peers.sh
 
 tidy:
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done

@@ -50,7 +50,7 @@ func newTestBench(t *testing.T, base string) *bench {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bench{wsBase: ws, tag: runTag(), log: quietLogger(), window: 64, dialers: 8, drainMax: 3 * time.Second}
+	return &bench{wsBase: ws, peer: chatPeer{batch: true}, peerName: "chat", tag: runTag(), log: quietLogger(), window: 64, dialers: 8, drainMax: 3 * time.Second}
 }
 
 var small = traffic{rooms: 2, subs: 4, pubs: 2, rate: 100, duration: time.Second}

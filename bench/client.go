@@ -3,50 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/natschat/chat/shared/chat"
 )
-
-// Message frames, one per delivery, are read without decoding the JSON:
-// their type and the text of this tool's messages are found with
-// bytes.Index, because the tool must stay cheaper than the server it
-// measures. Error frames are rare and decoded into chat.ServerFrame;
-// presence and notices are skipped.
-var (
-	typeField    = []byte(`"type":"`)
-	messageFrame = []byte(chat.FrameMessage)
-	historyFrame = []byte(chat.FrameHistory)
-	errorFrame   = []byte(chat.FrameError)
-	// textMarker starts the text of every message this tool sends:
-	// b1|<publisher>|<n>|<send time, Unix ns>.
-	textMarker = []byte(`"text":"b1|`)
-)
-
-// frameType returns the value of f's "type" field, wherever the field is.
-// The first match is the frame's own: a quote inside a JSON string is
-// escaped, and the messages in a history frame have no type.
-func frameType(f []byte) []byte {
-	i := bytes.Index(f, typeField)
-	if i < 0 {
-		return nil
-	}
-	v := f[i+len(typeField):]
-	j := bytes.IndexByte(v, '"')
-	if j < 0 {
-		return nil
-	}
-	return v[:j]
-}
 
 // roomState is one chat room of a scenario: the publishers that send to it,
 // whose ids are consecutive from firstPub, and its members.
@@ -75,8 +40,9 @@ type member struct {
 	room   *roomState
 	user   string
 	pub    *publisher
+	peer   peer
 	conn   *websocket.Conn
-	joined chan struct{} // closed when the history frame arrived
+	joined chan struct{} // closed when the peer said the member joined
 	done   chan struct{} // closed when the read loop ended
 	// readErr is why the read loop ended: the scenario closing the
 	// connection, or the server dropping it (a slow client, say).
@@ -98,24 +64,30 @@ func newMember(r *roomState, user string, pub *publisher) *member {
 	return &member{room: r, user: user, pub: pub, joined: make(chan struct{}), done: make(chan struct{})}
 }
 
-// dial opens the member's WebSocket and starts reading it.
-func (m *member) dial(ctx context.Context, wsBase string) error {
-	// batch=1: the gateway may put several frames, one per line, in one
-	// WebSocket message when a client is behind.
-	url := wsBase + "/ws/chat/" + m.room.name + "/" + m.user + "?batch=1"
+// dial opens the member's WebSocket to peer p, starts reading it and sends
+// the peer's hello.
+func (m *member) dial(ctx context.Context, wsBase string, p peer) error {
+	url := p.url(wsBase, m.room.name, m.user)
 	conn, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", url, err)
 	}
 	conn.SetReadLimit(1 << 20)
-	m.conn = conn
+	m.conn, m.peer = conn, p
 	go m.readLoop()
+	if hello := p.hello(m.room.name); hello != nil {
+		if err := conn.Write(ctx, websocket.MessageText, hello); err != nil {
+			return fmt.Errorf("hello to %s: %w", url, err)
+		}
+	}
 	return nil
 }
 
 // readLoop reads frames until the connection ends. Reads use a context
 // without deadline (no per-read timer); the scenario ends them by closing
-// the connection.
+// the connection. The receive time of every line of a WebSocket message
+// is taken once the whole message is read: the latest a reader could
+// take it, so batching never flatters a peer.
 func (m *member) readLoop() {
 	defer close(m.done)
 	var buf bytes.Buffer
@@ -131,47 +103,60 @@ func (m *member) readLoop() {
 			return
 		}
 		now := time.Now().UnixNano()
-		data := buf.Bytes()
-		for len(data) > 0 {
-			line := data
-			if i := bytes.IndexByte(data, '\n'); i >= 0 {
-				line, data = data[:i], data[i+1:]
-			} else {
-				data = nil
-			}
-			m.handle(line, now)
+		eachLine(buf.Bytes(), func(line []byte) { m.handle(line, now) })
+	}
+}
+
+// eachLine calls f with every newline-separated line of a WebSocket
+// message: both peers may send several frames in one.
+func eachLine(data []byte, f func([]byte)) {
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if len(line) > 0 {
+			f(line)
 		}
 	}
 }
 
 func (m *member) handle(f []byte, now int64) {
-	switch typ := frameType(f); {
-	case bytes.Equal(typ, messageFrame):
-		i := bytes.Index(f, textMarker)
-		if i < 0 {
-			return // not a bench message (a bot's, say)
-		}
-		pub, n, sentAt, ok := parseText(f[i+len(textMarker):])
+	kind, rest := m.peer.read(f)
+	switch kind {
+	case frameMessage:
+		pub, n, sentAt, ok := parseText(rest)
 		if !ok {
 			m.foreign++
 			return
 		}
 		m.deliver(pub, n, now, sentAt)
-	case bytes.Equal(typ, historyFrame):
+	case frameJoined:
 		if !m.isJoined {
 			m.isJoined = true
 			close(m.joined)
 		}
-	case bytes.Equal(typ, errorFrame):
+	case frameRateLimited, frameError:
 		m.errorFrames++
-		var sf chat.ServerFrame
-		_ = json.Unmarshal(f, &sf) // a malformed one still counts as an error
-		if sf.Code == chat.CodeRateLimited {
+		if kind == frameRateLimited {
 			m.rateLimited++
 		}
 		if m.firstError == "" {
 			m.firstError = string(f)
 		}
+		if !m.isJoined {
+			// Refused before joining: end the join at once, with
+			// this frame as the reason.
+			m.conn.CloseNow()
+		}
+	case framePing:
+		// Rare (every 25 s by default in Centrifugo) and bounded: the
+		// read loop may wait for the write.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = m.conn.Write(ctx, websocket.MessageText, rest)
+		cancel()
 	}
 }
 
@@ -261,29 +246,63 @@ func parseUint(b []byte, end byte) (v int64, rest []byte, ok bool) {
 // while: deliveries to it are lost or the server is stuck.
 var errStalled = errors.New("publisher stalled: no echo of its messages for 5s")
 
-// run sends messages on conn until the deadline: rate per second when rate is
-// above 0, else as fast as a window of unechoed messages allows. A message is
-// due at start+n/rate; one that is late goes at once, so the average rate
-// holds while the sender keeps up.
-func (p *publisher) run(ctx context.Context, conn *websocket.Conn, rate float64, window int, until time.Time) {
-	start := time.Now()
-	if rate > 0 {
-		// A random phase: publishers started together would otherwise all
-		// send at the same instants, a burst load no real room produces.
-		start = start.Add(rand.N(time.Duration(float64(time.Second) / rate)))
+// pacing is how publishers send during a scenario.
+type pacing struct {
+	rate   float64 // messages per second of each publisher; 0: window-bound
+	window int     // unechoed messages a window-bound publisher may have
+	until  time.Time
+	// uniform spaces messages evenly (from a random phase) instead of
+	// at random (Poisson arrivals); see run.
+	uniform bool
+	// stampWrite stamps every message with the time it is written, also
+	// a late one: see run.
+	stampWrite bool
+}
+
+// run sends messages on m's connection until the deadline: at rate per
+// second when rate is above 0 (open loop: the schedule does not wait for
+// the server), else as fast as a window of unechoed messages allows.
+//
+// Paced messages arrive as a Poisson process, the gaps between them drawn
+// at random around 1/rate, as messages from people do: every publisher has
+// its own phase, and bursts of several messages within a millisecond
+// happen as often as chance makes them. (uniform: exactly 1/rate apart.)
+//
+// A message that is late, due while the previous write was still
+// blocked, goes at once and carries the time it was due, not the time it
+// was written: a server that stops reading blocks the writes, and stamps
+// taken after the block would hide that wait from the latency
+// (coordinated omission). A message the publisher waited for carries the
+// time its timer woke it: the timer's lag is the tool's, not the server's.
+func (p *publisher) run(ctx context.Context, m *member, pc pacing) {
+	due := time.Now()
+	gap := func() time.Duration {
+		if pc.uniform {
+			return time.Duration(float64(time.Second) / pc.rate)
+		}
+		return time.Duration(rand.ExpFloat64() / pc.rate * float64(time.Second))
+	}
+	if pc.rate > 0 {
+		if pc.uniform {
+			// A random phase: publishers started together would
+			// otherwise all send at the same instants.
+			due = due.Add(rand.N(gap()))
+		} else {
+			due = due.Add(gap())
+		}
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	buf := make([]byte, 0, 128)
+	buf := make([]byte, 0, 160)
 	for n := int64(0); ; n++ {
 		now := time.Now()
-		if !now.Before(until) || ctx.Err() != nil {
+		if !now.Before(pc.until) || ctx.Err() != nil {
 			return
 		}
-		if rate > 0 {
-			due := start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+		stamp := now
+		if pc.rate > 0 {
 			if wait := due.Sub(now); wait > 0 {
-				if due.After(until) {
+				if due.After(pc.until) {
 					return
 				}
 				timer.Reset(wait)
@@ -292,16 +311,23 @@ func (p *publisher) run(ctx context.Context, conn *websocket.Conn, rate float64,
 				case <-ctx.Done():
 					return
 				}
+				stamp = time.Now()
+			} else {
+				stamp = due
 			}
-		} else if err := p.waitWindow(ctx, n, window); err != nil {
+			due = due.Add(gap())
+		} else if err := p.waitWindow(ctx, n, pc.window); err != nil {
 			p.err = err
 			return
 		}
-		buf = appendFrame(buf[:0], p.id, n, time.Now().UnixNano())
+		if pc.stampWrite {
+			stamp = time.Now()
+		}
+		buf = m.peer.appendMessage(buf[:0], m.room.name, p.id, n, stamp.UnixNano())
 		// No write deadline: the scenario closes the connection to stop a
 		// blocked write, and a timer per message would cost as much as
 		// the write.
-		if err := conn.Write(context.Background(), websocket.MessageText, buf); err != nil {
+		if err := m.conn.Write(context.Background(), websocket.MessageText, buf); err != nil {
 			if ctx.Err() == nil {
 				p.err = fmt.Errorf("publisher %d: %w", p.id, err)
 			}
@@ -322,20 +348,4 @@ func (p *publisher) waitWindow(ctx context.Context, n int64, window int) error {
 		}
 	}
 	return nil
-}
-
-// appendFrame appends the client frame of message n of publisher pub. The
-// client_id makes it a browser-like message (its echo is the ack).
-func appendFrame(b []byte, pub int, n int64, sentAt int64) []byte {
-	b = append(b, `{"type":"message","text":"b1|`...)
-	b = strconv.AppendInt(b, int64(pub), 10)
-	b = append(b, '|')
-	b = strconv.AppendInt(b, n, 10)
-	b = append(b, '|')
-	b = strconv.AppendInt(b, sentAt, 10)
-	b = append(b, `","client_id":"`...)
-	b = strconv.AppendInt(b, int64(pub), 10)
-	b = append(b, '-')
-	b = strconv.AppendInt(b, n, 10)
-	return append(b, `"}`...)
 }

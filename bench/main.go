@@ -1,8 +1,10 @@
 // Command chatbench is the chat's load generator. It opens WebSocket clients
-// against a running gateway on this machine, publishes messages that carry
-// their send time and a unique id, and reports per scenario deliveries,
-// losses, duplicates, latency percentiles and the CPU and memory of both
-// itself and the server. See README.md.
+// against a running gateway (or, with -peer centrifugo, a Centrifugo) on
+// this machine, publishes messages that carry their send time and a unique
+// id, and reports per scenario deliveries, losses, duplicates, latency
+// percentiles and the CPU and memory of both itself and the server.
+// "chatbench compare" puts the results of several runs side by side. See
+// README.md.
 package main
 
 import (
@@ -36,9 +38,14 @@ func main() {
 // options are the command-line flags.
 type options struct {
 	url, natsURL string
+	peer         string
 	scenarios    string
 	serverPID    int
 	verbose      bool
+	jsonOut      string
+	stamp        string
+	arrivals     string
+	chatBatch    bool
 
 	connRate float64
 	window   int
@@ -64,7 +71,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "gateway base URL (loopback only)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: chatbench [flags]")
+		fmt.Fprintln(stderr, "       chatbench compare <file.json>...   one table of the -json files of several runs and peers")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "base URL of the server: the gateway, or Centrifugo with -peer centrifugo (loopback only)")
+	fs.StringVar(&o.peer, "peer", "chat", "the server's protocol: chat (the gateway) or centrifugo (its JSON protocol, channels "+centrifugoNamespace+":<room>)")
+	fs.BoolVar(&o.chatBatch, "chat-batch", true, "chat: connect with ?batch=1, as the page does (false: one frame per WebSocket message)")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this file, for chatbench compare")
+	fs.StringVar(&o.stamp, "stamp", "due", "the send time a late paced message carries: due (when it was due) or write (when it was written: hides the time a blocked write waited)")
+	fs.StringVar(&o.arrivals, "arrivals", "poisson", "how paced messages are spaced: poisson (random gaps, as people send) or uniform (exactly 1/rate apart, from a random phase)")
 	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS URL of the stack, for S6 (loopback only)")
 	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all, custom, or a comma-separated list of S1..S6")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the server process, to report its CPU and memory from /proc")
@@ -84,10 +101,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.s4.subs, "s4-subs", 200, "S4: listening members")
 	fs.IntVar(&o.s4.pubs, "s4-pubs", 4, "S4: publishing connections sharing the rate")
 	fs.Float64Var(&o.s4.start, "s4-start", 500, "S4: messages per second of the first step")
-	fs.Float64Var(&o.s4.factor, "s4-factor", 1.5, "S4: rate multiplier between steps")
-	fs.IntVar(&o.s4.steps, "s4-steps", 12, "S4: most steps")
+	fs.Float64Var(&o.s4.factor, "s4-factor", 1.5, "S4: rate multiplier between steps until one misses")
+	fs.Float64Var(&o.s4.resolution, "s4-resolution", 0.05, "S4: after the first miss, bisect until the missed rate is within this fraction above the held one")
+	fs.IntVar(&o.s4.steps, "s4-steps", 12, "S4: most steps before the bisection")
 	fs.DurationVar(&o.s4.step, "s4-step", 4*time.Second, "S4: duration of a step")
-	fs.DurationVar(&o.s4.maxP99, "s4-p99", 50*time.Millisecond, "S4: p99 above which a step is not held")
+	fs.DurationVar(&o.s4.maxP99, "s4-p99", 100*time.Millisecond, "S4: p99 above which a step is not held")
 	fs.Float64Var(&o.s6Rate, "s6-rate", 10_000, "S6: messages per second published on NATS")
 	fs.DurationVar(&o.s6Duration, "s6-duration", 3*time.Second, "S6: how long to publish")
 	if err := fs.Parse(args); err != nil {
@@ -96,13 +114,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.window < 1 || o.dialers < 1 || o.scale <= 0 || o.s4.pubs < 1 || o.s4.factor <= 1 || o.idleRooms < 1 {
-		return o, errors.New("-window, -dialers, -s4-pubs and -idle-rooms must be at least 1, -scale above 0 and -s4-factor above 1")
+	if o.window < 1 || o.dialers < 1 || o.scale <= 0 || o.s4.pubs < 1 || o.s4.factor <= 1 || o.s4.resolution <= 0 || o.idleRooms < 1 {
+		return o, errors.New("-window, -dialers, -s4-pubs and -idle-rooms must be at least 1, -scale and -s4-resolution above 0 and -s4-factor above 1")
+	}
+	if o.stamp != "due" && o.stamp != "write" {
+		return o, fmt.Errorf("-stamp %q: use due or write", o.stamp)
+	}
+	if o.arrivals != "poisson" && o.arrivals != "uniform" {
+		return o, fmt.Errorf("-arrivals %q: use poisson or uniform", o.arrivals)
 	}
 	return o, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "compare" {
+		return runCompare(args[1:], stdout)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -117,6 +144,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := requireLoopback(o.natsURL); err != nil {
 		return err
 	}
+	p, err := peerNamed(o.peer, o.chatBatch)
+	if err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -127,17 +158,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	b := &bench{
-		wsBase:    wsBase,
-		natsURL:   o.natsURL,
-		serverPID: o.serverPID,
-		tag:       runTag(),
-		log:       log,
-		connRate:  o.connRate,
-		window:    o.window,
-		dialers:   o.dialers,
-		drainMax:  o.drainMax,
+		wsBase:     wsBase,
+		natsURL:    o.natsURL,
+		serverPID:  o.serverPID,
+		peer:       p,
+		peerName:   o.peer,
+		tag:        runTag(),
+		log:        log,
+		connRate:   o.connRate,
+		window:     o.window,
+		dialers:    o.dialers,
+		drainMax:   o.drainMax,
+		uniform:    o.arrivals == "uniform",
+		stampWrite: o.stamp == "write",
 	}
-	fmt.Fprintf(stdout, "chatbench against %s: chatbench on CPU(s) %s (GOMAXPROCS %d)", o.url, cpusOf(0), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "chatbench against %s (%s): chatbench on CPU(s) %s (GOMAXPROCS %d)", o.url, o.peer, cpusOf(0), runtime.GOMAXPROCS(0))
 	if o.serverPID > 0 {
 		fmt.Fprintf(stdout, ", server pid %d on CPU(s) %s", o.serverPID, cpusOf(o.serverPID))
 	}
@@ -166,6 +201,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case "S5":
 			r = b.runIdle(ctx, o.idleConns, o.idleRooms, 2*time.Second)
 		case "S6":
+			if o.peer != "chat" {
+				r = skipped("S6", "history and NATS publishing are the chat's own")
+				break
+			}
 			r = b.runHistory(ctx, o.s6Rate, scale(o.s6Duration), 30*time.Second)
 		case "custom":
 			t := traffic{rooms: o.rooms, subs: o.subs, pubs: o.pubs, rate: o.rate, duration: o.duration}
@@ -176,6 +215,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, results)
+	if o.jsonOut != "" {
+		if err := writeRun(o.jsonOut, o.peer, results); err != nil {
+			return err
+		}
+	}
 	failed := 0
 	for _, r := range results {
 		if r.failed() {

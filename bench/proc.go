@@ -134,8 +134,17 @@ func startUsage(pid int) *usage {
 func (u *usage) stop(r *result) {
 	wall := time.Since(u.start)
 	r.ToolCPU = selfCPU() - u.selfStart
-	// Saturated: busy at least 90% of the wall time on every CPU it may use.
-	r.ToolSaturated = r.ToolCPU.Seconds() >= 0.9*wall.Seconds()*float64(runtime.GOMAXPROCS(0))
+	// Busy as a fraction of the CPUs it may use (GOMAXPROCS follows the
+	// affinity: 1 when pinned to one core). Saturated: busy 90% of the
+	// wall time or more; then the tool's own delays are in the latency
+	// (its readers and its timers wait for the CPU) and the figures are
+	// not to be trusted.
+	r.ToolBusy = r.ToolCPU.Seconds() / (wall.Seconds() * float64(runtime.GOMAXPROCS(0)))
+	r.ToolSaturated = r.ToolBusy >= 0.9
+	r.ToolBound = r.ToolBound || r.ToolSaturated
+	if r.ToolSaturated {
+		r.note("chatbench was busy %.0f%% of its CPU: its own delays are in these figures (UNTRUSTED)", 100*r.ToolBusy)
+	}
 	if u.pid <= 0 {
 		return
 	}

@@ -33,11 +33,24 @@ type result struct {
 	Behind    bool    // publishers sent under 95% of the asked rate
 	Lat       histogram
 
-	ToolCPU       time.Duration
+	ToolCPU time.Duration
+	// ToolBusy is ToolCPU over the wall time and the CPUs the tool may use.
+	ToolBusy      float64
 	ToolSaturated bool
+	// ToolBound: the tool was saturated while measuring this row (for S4,
+	// at a missed step too): the figures may be its limits, not the
+	// server's, and the row is marked untrusted.
+	ToolBound     bool
 	ServerKnown   bool
 	ServerCPU     time.Duration
 	ServerPeakRSS int64
+
+	// HeldRate is S4's ceiling (msg/s, all publishers); KBPerConn S5's
+	// memory per idle connection.
+	HeldRate  float64
+	KBPerConn float64
+	// Skipped: the peer has no such feature (S6 on Centrifugo).
+	Skipped bool
 
 	// Problems are correctness failures (loss, duplicates, errors): any
 	// makes the run fail.
@@ -56,16 +69,28 @@ func (r *result) note(format string, args ...any) {
 
 func (r *result) failed() bool { return len(r.Problems) > 0 }
 
+// status is the table's verdict on a row: FAIL (lost, duplicated or
+// refused messages, connection errors), UNTRUSTED (the tool was
+// saturated), skipped, or ok.
+func (r *result) status() string {
+	switch {
+	case r.failed():
+		return "FAIL"
+	case r.Skipped:
+		return "skipped"
+	case r.ToolBound:
+		return "UNTRUSTED"
+	}
+	return "ok"
+}
+
 // printTable writes one row per scenario, then the notes and problems.
 func printTable(w io.Writer, results []*result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tconns\tconn_err\tsent\tdelivered\texpected\tlost\tdup\tdeliv/s\tp50\tp95\tp99\tmax\ttool_cpu\tsrv_cpu\tsrv_peak_rss\tfigure\ttarget\tstatus\t")
 	for _, r := range results {
-		status := "ok"
-		if r.failed() {
-			status = "FAIL"
-		}
-		toolCPU := fmt.Sprintf("%.2fs", r.ToolCPU.Seconds())
+		status := r.status()
+		toolCPU := fmt.Sprintf("%.2fs %.0f%%", r.ToolCPU.Seconds(), 100*r.ToolBusy)
 		if r.ToolSaturated {
 			toolCPU += " SAT"
 		}

@@ -1,0 +1,72 @@
+# lib.sh: what run.sh and peers.sh share, sourced by both. Needs $root
+# (the repository) and $tmp (a temporary directory the caller removes).
+
+server_pid=
+
+# stop_server stops the server started last (TERM, then KILL after 10 s).
+stop_server() {
+	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+		kill -TERM "$server_pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	server_pid=
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# build_chat builds the all-in-one and chatbench into $tmp.
+build_chat() {
+	echo "building into $tmp"
+	(cd "$root" && go build -o "$tmp/allinone" ./services/allinone)
+	(cd "$root" && go build -o "$tmp/chatbench" ./bench)
+}
+
+# pick_cpus sets server_cpu and tool_cpu and raises the open files limit:
+# 10,000 idle sockets take 10,000 descriptors in each process.
+pick_cpus() {
+	ulimit -n "$(ulimit -Hn)" || true
+	if (($(ulimit -n) < 12000)); then
+		echo "warning: open files limit is $(ulimit -n); S5 needs about 10,100 per process (raise the hard limit)" >&2
+	fi
+	server_cpu=0 tool_cpu=1
+	if (($(nproc) < 2)); then
+		echo "warning: one CPU only: server and chatbench share it" >&2
+		tool_cpu=0
+	fi
+}
+
+# wait_ready waits for URL $1 to answer while the server runs; $2 is its log.
+wait_ready() {
+	for _ in $(seq 150); do
+		if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
+		if ! kill -0 "$server_pid" 2>/dev/null; then
+			echo "the server exited:" >&2; cat "$2" >&2; return 1
+		fi
+		sleep 0.2
+	done
+	curl -fsS "$1" >/dev/null
+}
+
+# start_allinone starts a fresh all-in-one (new data dir $tmp/data-$1, free
+# HTTP and NATS ports, per-connection limits raised) pinned to server_cpu;
+# sets server_pid, http_port, nats_port and server_log.
+start_allinone() {
+	http_port=$(free_port)
+	nats_port=$(free_port)
+	server_log="$tmp/allinone-$1.log"
+	echo "starting the all-in-one on 127.0.0.1:$http_port (NATS $nats_port) pinned to CPU $server_cpu"
+	CHAT_DATA_DIR="$tmp/data-$1" \
+		CHAT_NATS_PORT=$nats_port \
+		GATEWAY_ADDR=127.0.0.1:$http_port \
+		GATEWAY_RATE=1000000 GATEWAY_BURST=1000000 \
+		GATEWAY_MAX_CONNS_PER_ADDR=1000000 \
+		GATEWAY_SEND_QUEUE="${GATEWAY_SEND_QUEUE:-256}" \
+		CHAT_LOG_LEVEL=warn GATEWAY_LOG_LEVEL=warn \
+		taskset -c "$server_cpu" "$tmp/allinone" >"$server_log" 2>&1 &
+	server_pid=$!
+	wait_ready "http://127.0.0.1:$http_port/readyz" "$server_log"
+}
