@@ -181,40 +181,21 @@ func Use(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig
 	return s, nil
 }
 
-// ErrLeftover is Create's error when the stream it created came up holding
-// a deleted stream's state and could not be deleted again.
-var ErrLeftover = errors.New("created over the files of a deleted stream")
-
 // Create creates the stream cfg, found missing. It returns
-// ErrStreamNameAlreadyInUse when another service created it first.
+// ErrStreamNameAlreadyInUse when another service created it differently
+// first (an identical one is returned as it is).
 //
-// A stream deleted a moment ago may still be being removed from the
-// server's disk, and nats-server (seen with 2.15) then creates a new stream
-// of the same name over the old one's files: it recovers their state (the
-// new, empty stream claims the old last sequence), loses it when the
-// removal finishes, and from then on every publish to it times out. So
-// Create first gives a removal in progress a moment, and then checks what
-// it created: a new stream holds nothing, so one with a last sequence is
-// such a leftover. It is deleted and created again, a little later each
-// time, until the stream comes up empty or ctx ends.
+// It first gives a deletion in progress a moment: nats-server (seen with
+// 2.15) can create a new stream over the files of a same-named one still
+// being removed. The new stream then claims the old last sequence, loses
+// its files when the removal finishes, and every publish to it times out.
+// Only a wait avoids that: telling such a stream from a healthy one that
+// another service created meanwhile is not possible from the outside.
 func Create(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 4*time.Second) {
-		if err := pause(ctx, wait); err != nil {
-			return nil, err
-		}
-		s, err := js.CreateStream(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		// The state in the answer to the create is that of the moment it
-		// was created: no publish can be in it yet.
-		if s.CachedInfo().State.LastSeq == 0 {
-			return s, nil
-		}
-		if err := js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("stream %s: %w (last seq %d), and deleting it failed: %w", cfg.Name, ErrLeftover, s.CachedInfo().State.LastSeq, err)
-		}
+	if err := pause(ctx, 250*time.Millisecond); err != nil {
+		return nil, err
 	}
+	return js.CreateStream(ctx, cfg)
 }
 
 func pause(ctx context.Context, d time.Duration) error {

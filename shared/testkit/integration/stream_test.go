@@ -68,3 +68,38 @@ func TestChatRepublish(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateLeavesAStreamCreatedMeanwhile: services start together, and
+// the stream one of them creates while another waits to create it is
+// used as it is, messages and all (its epoch unchanged).
+func TestCreateLeavesAStreamCreatedMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
+	defer cancel()
+	s := natstest.Start(t)
+	nc := natstest.Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := stream.ChatConfig(stream.Options{})
+	first, err := stream.Create(ctx, js, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, chat.RoomSubject("a"), []byte(`{"text":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := stream.Create(ctx, js, def)
+	if err != nil {
+		t.Fatalf("the same stream created again: %v", err)
+	}
+	info, err := again.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || !info.Created.Equal(first.CachedInfo().Created) {
+		t.Errorf("after a second create: %d messages, created %v; want the first stream's message and creation time %v",
+			info.State.Msgs, info.Created, first.CachedInfo().Created)
+	}
+}
