@@ -339,9 +339,11 @@ func TestPresenceListsGuests(t *testing.T) {
 	b := startIDGateway(t, s, nil)
 	alice := connect(t, a.base, "/ws/chat/lobby/alice", cookieHeader(newPage(t).register(a.base, "alice", password)))
 	connect(t, b.base, "/ws/chat/lobby/bob", nil).next(chat.FrameHistory)
+	var online chat.Roster
 	idWaitFor(t, "presence of alice and the guest bob", func() (bool, string) {
-		f := alice.next(chat.FramePresence)
-		return slices.Equal(f.Users, []string{"alice", "bob"}) && slices.Equal(f.Guests, []string{"bob"}), strings.Join(f.Users, ",") + " guests " + strings.Join(f.Guests, ",")
+		online.Apply(alice.next(chat.FramePresence))
+		users, guests := online.Users(), online.Guests()
+		return slices.Equal(users, []string{"alice", "bob"}) && slices.Equal(guests, []string{"bob"}), strings.Join(users, ",") + " guests " + strings.Join(guests, ",")
 	})
 }
 

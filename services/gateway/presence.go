@@ -318,26 +318,46 @@ func (p *presence) onlineNow() (users, guests []string) {
 }
 
 // broadcast tells every client how the online list changed since they
-// were last told.
+// were last told: a delta, so that a room of a thousand members does not
+// send a thousand names to each of them for every join.
 func (p *presence) broadcast() {
 	now, guests := p.onlineNow()
-	if slices.Equal(now, p.online) && slices.Equal(guests, p.guests) {
+	f := presenceDelta(p.online, p.guests, now, guests)
+	if f.Joined == nil && f.Left == nil && f.Guests == nil && f.SignedIn == nil {
 		return
-	}
-	f := chat.PresenceFrame{Type: chat.FramePresence, Users: now, Guests: guests}
-	for _, u := range now {
-		if _, ok := slices.BinarySearch(p.online, u); !ok {
-			f.Joined = append(f.Joined, u)
-		}
-	}
-	for _, u := range p.online {
-		if _, ok := slices.BinarySearch(now, u); !ok {
-			f.Left = append(f.Left, u)
-		}
 	}
 	p.online, p.guests = now, guests
 	frame := mustJSON(f)
 	for c := range p.clients {
 		c.push(frame, 0)
 	}
+}
+
+// presenceDelta is the presence frame that takes a client from the online
+// list before (and its guests) to the one now. All lists are sorted.
+func presenceDelta(before, guestsBefore, now, guestsNow []string) chat.PresenceFrame {
+	f := chat.PresenceFrame{Type: chat.FramePresence, Delta: true}
+	has := func(list []string, u string) bool {
+		_, ok := slices.BinarySearch(list, u)
+		return ok
+	}
+	for _, u := range now {
+		switch {
+		case !has(before, u):
+			f.Joined = append(f.Joined, u)
+			if has(guestsNow, u) {
+				f.Guests = append(f.Guests, u)
+			}
+		case has(guestsNow, u) && !has(guestsBefore, u):
+			f.Guests = append(f.Guests, u)
+		case !has(guestsNow, u) && has(guestsBefore, u):
+			f.SignedIn = append(f.SignedIn, u)
+		}
+	}
+	for _, u := range before {
+		if !has(now, u) {
+			f.Left = append(f.Left, u)
+		}
+	}
+	return f
 }

@@ -13,10 +13,12 @@ import (
 	"github.com/natschat/chat/shared/testkit/wstest"
 )
 
-// nextPresence waits for a presence frame whose users list is want.
+// nextPresence waits for a presence frame after which the client's list
+// of who is online is want.
 func nextPresence(c *wstest.Client, want ...string) chat.ServerFrame {
 	return c.NextMatch(fmt.Sprintf("presence frame with users %v", want), func(f chat.ServerFrame) bool {
-		return f.Type == chat.FramePresence && slices.Equal(f.Users, want)
+		users, _ := c.Online()
+		return f.Type == chat.FramePresence && slices.Equal(users, want)
 	})
 }
 
@@ -134,7 +136,8 @@ func TestPresenceStormCoalesced(t *testing.T) {
 			return false
 		}
 		frames++
-		return len(f.Users) == n
+		users, _ := clients[0].Online()
+		return len(users) == n
 	})
 	if frames > 50 {
 		t.Errorf("first client got %d presence frames for %d joins", frames, n)
@@ -143,4 +146,69 @@ func TestPresenceStormCoalesced(t *testing.T) {
 		t.Errorf("%v clients dropped as slow during the joins", got)
 	}
 	t.Logf("%d presence frames for %d joins", frames, n)
+}
+
+func TestPresenceDelta(t *testing.T) {
+	t.Parallel()
+	l := func(s ...string) []string { return s }
+	for _, tt := range []struct {
+		name                           string
+		before, guestsBefore           []string
+		now, guestsNow                 []string
+		joined, left, guests, signedIn []string
+	}{
+		{name: "nothing changed", before: l("a", "b"), now: l("a", "b")},
+		{name: "a join", before: l("a"), now: l("a", "b"), joined: l("b")},
+		{name: "a guest joins", before: l("a"), now: l("a", "b"), guestsNow: l("b"), joined: l("b"), guests: l("b")},
+		{name: "a leave", before: l("a", "b"), guestsBefore: l("b"), now: l("a"), left: l("b")},
+		{name: "a guest signs in", before: l("a", "b"), guestsBefore: l("b"), now: l("a", "b"), signedIn: l("b")},
+		{name: "a user is a guest now", before: l("a", "b"), now: l("a", "b"), guestsNow: l("a"), guests: l("a")},
+		{name: "everything at once", before: l("a", "b", "c"), guestsBefore: l("c"), now: l("b", "c", "d"), guestsNow: l("b", "d"),
+			joined: l("d"), left: l("a"), guests: l("b", "d"), signedIn: l("c")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := presenceDelta(tt.before, tt.guestsBefore, tt.now, tt.guestsNow)
+			if !f.Delta || f.Users != nil {
+				t.Errorf("delta %v with users %v, want a delta without the list", f.Delta, f.Users)
+			}
+			for _, c := range []struct {
+				field     string
+				got, want []string
+			}{{"joined", f.Joined, tt.joined}, {"left", f.Left, tt.left}, {"guests", f.Guests, tt.guests}, {"signed_in", f.SignedIn, tt.signedIn}} {
+				if !slices.Equal(c.got, c.want) {
+					t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestPresenceFramesFollowTheChange: in a full room a join is told to the
+// others as a delta naming the newcomer, not the whole list again.
+func TestPresenceFramesFollowTheChange(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	base := startGateway(t, s, nil)
+	const n = 40
+	var want []string
+	var first *wstest.Client
+	for i := range n {
+		user := fmt.Sprintf("u%02d", i)
+		want = append(want, user)
+		c := wstest.Dial(t, base+"/ws/chat/full/"+user)
+		if i == 0 {
+			first = c
+		}
+	}
+	nextPresence(first, want...)
+	wstest.Dial(t, base+"/ws/chat/full/zoe")
+	f := first.NextMatch("the presence frame of zoe's join", func(f chat.ServerFrame) bool {
+		return f.Type == chat.FramePresence && slices.Contains(f.Joined, "zoe")
+	})
+	if !f.Delta || len(f.Users) != 0 || !slices.Equal(f.Joined, []string{"zoe"}) {
+		t.Errorf("got %+v, want a delta with zoe only", f)
+	}
+	if users, _ := first.Online(); len(users) != n+1 {
+		t.Errorf("after the delta, %d online, want %d", len(users), n+1)
+	}
 }

@@ -103,16 +103,30 @@ type NoticeFrame struct {
 	Commands []Command `json:"commands,omitempty"`
 }
 
-// PresenceFrame is who is online in the room, and who joined or left since
-// the previous presence frame.
+// PresenceFrame is who is online in the room. The first one on a
+// connection is the whole list; every later one is a delta (Delta true):
+// who joined and who left since the previous frame, and whose guest status
+// changed. A frame's size follows the change, not the size of the room.
+// Roster applies them.
 type PresenceFrame struct {
-	Type   FrameType `json:"type"`
-	Users  []string  `json:"users"`
-	Joined []string  `json:"joined,omitempty"`
-	Left   []string  `json:"left,omitempty"`
-	// Guests are the Users connected as guests only (unregistered names);
-	// the others signed in to an account or came with a token.
+	Type  FrameType `json:"type"`
+	Delta bool      `json:"delta,omitempty"`
+	// Users is the whole list, sorted (not in a delta). It is never empty:
+	// the client itself is online.
+	Users []string `json:"users,omitempty"`
+	// Joined and Left are the changes since the previous presence frame.
+	// The whole list carries them too, for the first frame after others
+	// were told of them.
+	Joined []string `json:"joined,omitempty"`
+	Left   []string `json:"left,omitempty"`
+	// Guests are users connected as guests only (unregistered names); the
+	// others signed in to an account or came with a token. In the whole
+	// list: every guest of Users. In a delta: the guests among Joined, and
+	// the users still online who are guests now and were not.
 	Guests []string `json:"guests,omitempty"`
+	// SignedIn (a delta only) are users still online who were guests and
+	// are not any more.
+	SignedIn []string `json:"signed_in,omitempty"`
 }
 
 // ServerFrame decodes any frame the gateway sends, for clients that read
@@ -133,10 +147,12 @@ type ServerFrame struct {
 	// notice (Text and ClientID are the message's fields)
 	Commands []Command `json:"commands"`
 	// presence
-	Users  []string `json:"users"`
-	Joined []string `json:"joined"`
-	Left   []string `json:"left"`
-	Guests []string `json:"guests"`
+	Delta    bool     `json:"delta"`
+	Users    []string `json:"users"`
+	Joined   []string `json:"joined"`
+	Left     []string `json:"left"`
+	Guests   []string `json:"guests"`
+	SignedIn []string `json:"signed_in"`
 }
 
 // DecodeFrames decodes one WebSocket message from the gateway. A client

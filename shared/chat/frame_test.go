@@ -26,8 +26,10 @@ func goldenFrames() map[string]any {
 		"frame_error.json":         ErrorFrame{Type: FrameError, Code: CodeTooLong, Message: "message text is longer than 4000 characters", ClientID: "c-1"},
 		"frame_notice.json":        NoticeFrame{Type: FrameNotice, Text: "SMS to bob queued", ClientID: "c-2"},
 		"frame_notice_help.json":   NoticeFrame{Type: FrameNotice, Text: "/now  the time", Commands: []Command{{Name: "now", Usage: "/now", Help: "the time"}}},
-		"frame_presence.json":      PresenceFrame{Type: FramePresence, Users: []string{"alice", "bob"}, Joined: []string{"bob"}, Guests: []string{"bob"}},
-		"frame_error_muted.json":   ErrorFrame{Type: FrameError, Code: CodeMuted, Message: "you are muted in this room until 12:10 UTC", ClientID: "c-3", Until: ts.Add(10 * time.Minute)},
+		"frame_presence.json":      PresenceFrame{Type: FramePresence, Users: []string{"alice", "bob"}, Guests: []string{"bob"}},
+		"frame_presence_delta.json": PresenceFrame{Type: FramePresence, Delta: true, Joined: []string{"carol", "dave"}, Left: []string{"bob"},
+			Guests: []string{"dave", "erin"}, SignedIn: []string{"frank"}},
+		"frame_error_muted.json": ErrorFrame{Type: FrameError, Code: CodeMuted, Message: "you are muted in this room until 12:10 UTC", ClientID: "c-3", Until: ts.Add(10 * time.Minute)},
 	}
 }
 

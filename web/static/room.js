@@ -28,6 +28,7 @@ document.title = `#${roomName} · Chat`;
 
 const messages = new Map(); // seq -> message
 const unacked = new Map();  // client_id -> {text, li}: sent, not yet stored
+const online = new Map();   // user -> true if a guest: the whole list, then deltas
 let lastSeq = 0;            // newest seq received: where a reconnect resumes
 let epoch = "";             // the stream's epoch that lastSeq belongs to
 let oldestSeq = 0;
@@ -296,18 +297,30 @@ jump.addEventListener("click", () => { scrollToBottom(); input.focus(); });
 
 // --- members --------------------------------------------------------------
 
+// The first presence frame of a connection is the whole list; the later
+// ones say only who joined, who left and whose guest status changed.
 function onPresence(f) {
   const guests = new Set(f.guests || []);
-  memberList.replaceChildren(...f.users.map((u) => {
+  if (!f.delta) {
+    online.clear();
+    for (const u of f.users || []) online.set(u, guests.has(u));
+  } else {
+    for (const u of f.joined || []) online.set(u, guests.has(u));
+    for (const u of f.left || []) online.delete(u);
+    for (const u of guests) if (online.has(u)) online.set(u, true);
+    for (const u of f.signed_in || []) if (online.has(u)) online.set(u, false);
+  }
+  const users = [...online.keys()].sort();
+  memberList.replaceChildren(...users.map((u) => {
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = u;
     li.append(name);
-    if (guests.has(u)) li.append(" ", guestBadge());
+    if (online.get(u)) li.append(" ", guestBadge());
     if (u === ownName) li.className = "me";
     return li;
   }));
-  $("member-count").textContent = f.users.length;
+  $("member-count").textContent = users.length;
   for (const u of f.joined || []) if (u !== ownName) addNote(`${u} joined`, "presence");
   for (const u of f.left || []) if (u !== ownName) addNote(`${u} left`, "presence");
 }

@@ -35,6 +35,8 @@ type Client struct {
 	ended   bool          // the read loop ended; readErr says why
 	readErr error
 	done    chan struct{} // closed when the read loop ended
+	// roster is who is online after the presence frames taken so far.
+	roster chat.Roster
 }
 
 // item is a received frame, or what was wrong with a received message.
@@ -148,6 +150,7 @@ func (c *Client) take(deadline <-chan time.Time) (f chat.ServerFrame, ok bool, w
 				c.t.Errorf("%v", it.err)
 				continue
 			}
+			c.apply(it.frame)
 			return it.frame, true, ""
 		}
 		ended, err := c.ended, c.readErr
@@ -226,11 +229,26 @@ func (c *Client) Frames() iter.Seq2[chat.ServerFrame, error] {
 			it := c.queue[0]
 			c.queue = c.queue[1:]
 			c.mu.Unlock()
+			c.apply(it.frame)
 			if !yield(it.frame, it.err) {
 				return
 			}
 		}
 	}
+}
+
+func (c *Client) apply(f chat.ServerFrame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.roster.Apply(f)
+}
+
+// Online is who is online in the room, and the guests among them, after
+// the presence frames taken so far (the whole list, then the deltas).
+func (c *Client) Online() (users, guests []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.roster.Users(), c.roster.Guests()
 }
 
 // Closed is closed once the connection has ended.
