@@ -110,14 +110,8 @@ func (m *member) readLoop() {
 // eachLine calls f with every newline-separated line of a WebSocket
 // message: both peers may send several frames in one.
 func eachLine(data []byte, f func([]byte)) {
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
-		if len(line) > 0 {
+	for line := range bytes.Lines(data) {
+		if line = bytes.TrimSuffix(line, []byte{'\n'}); len(line) > 0 {
 			f(line)
 		}
 	}

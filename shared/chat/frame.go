@@ -160,13 +160,8 @@ type ServerFrame struct {
 // separated by newlines (JSON encoding never puts a raw newline in a frame).
 func DecodeFrames(data []byte) ([]ServerFrame, error) {
 	var frames []ServerFrame
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
-		}
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSuffix(line, []byte{'\n'})
 		var f ServerFrame
 		if err := json.Unmarshal(line, &f); err != nil {
 			return frames, fmt.Errorf("decode frame %.80q: %w", line, err)
