@@ -43,6 +43,9 @@ type smsLimiter struct {
 
 	mu sync.Mutex
 	kv jetstream.KeyValue
+	// lost: the bucket vanished (deleted); creating it again waits a
+	// moment first, see bucket.
+	lost bool
 }
 
 func newSMSLimiter(js jetstream.JetStream, cfg Config) *smsLimiter {
@@ -206,6 +209,17 @@ func (l *smsLimiter) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if l.kv != nil {
 		return l.kv, nil
 	}
+	if l.lost {
+		// A bucket is a stream: created again right after its deletion,
+		// nats-server may still be removing its files and fail the create
+		// ("error creating store") or build the new one on them (see
+		// stream.Create).
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       smsLimitsBucket,
 		Description:  "recent /sms per requester and recipient, for the bot's limits",
@@ -217,7 +231,7 @@ func (l *smsLimiter) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sms limits bucket: %w", err)
 	}
-	l.kv = kv
+	l.kv, l.lost = kv, false
 	return kv, nil
 }
 
@@ -227,7 +241,7 @@ func (l *smsLimiter) forgetBucketIf(err error) {
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		l.mu.Lock()
-		l.kv = nil
+		l.kv, l.lost = nil, true
 		l.mu.Unlock()
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -73,15 +74,41 @@ func Missing(t testing.TB, what, how string) {
 // that must be given its port (a process, or one restarted on the same
 // address). Listen on 127.0.0.1:0 instead where the code under test takes a
 // listener.
+//
+// The port is drawn at random below Linux's ephemeral range (32768 and
+// up), never from the kernel's own choice: between the check here and the
+// server's bind, the kernel hands ephemeral ports to every other listener
+// on port 0 and every outgoing connection of the machine, and two test
+// runs side by side lost their cluster to that. No port is handed out
+// twice in one test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := portLow + rand.IntN(portHigh-portLow)
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken
+		}
+		ln.Close()
+		portsGiven[port] = true
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in %d-%d after 1000 tries", portLow, portHigh)
+	return 0
 }
+
+// The range FreePort draws from.
+const portLow, portHigh = 20000, 32768
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // FreeAddr is FreePort as a host:port address.
 func FreeAddr(t testing.TB) string {
