@@ -62,6 +62,9 @@ func TestCatchUpRetriesWhileJetStreamIsDown(t *testing.T) {
 	}
 	natstest.Disconnect(t, a, gatewayClientName)
 	publishN(t, nc, "lobby", 3, 5) // stored, missed live
+	// Stored before the server stops: a publish is flushed to the server
+	// before JetStream has written it, and a busy server may not have.
+	waitStored(t, nc, "lobby", 8)
 	a.Shutdown()
 	a.WaitForShutdown()
 
