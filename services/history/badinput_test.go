@@ -45,11 +45,11 @@ func TestForgedStatusHeader(t *testing.T) {
 		}
 		publish(t, nc, []string{"x"}, 0, 1) // a good one after each
 	}
-	last := publishedSeq(t, js)
 	testkit.WaitForState(t, 10*time.Second, "the good messages stored", func() (bool, string) {
 		c, err := readContents(st)
 		return err == nil && c.total == 5, fmt.Sprintf("%d stored (%v)", c.total, err)
 	})
+	last := publishedSeq(t, js) // the last good one is stored: all are in
 	// Well within the ack wait (30s): nothing waits for a redelivery.
 	waitAckFloor(t, js, last, 10*time.Second)
 }
