@@ -76,12 +76,7 @@ func TestCreateLeavesAStreamCreatedMeanwhile(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), testkit.Deadline)
 	defer cancel()
-	s := natstest.Start(t)
-	nc := natstest.Connect(t, s)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, natstest.Connect(t, natstest.Start(t)))
 	def := stream.ChatConfig(stream.Options{})
 	first, err := stream.Create(ctx, js, def)
 	if err != nil {
