@@ -50,6 +50,10 @@ func (r *Roster) Apply(f ServerFrame) {
 // Users is everyone online, sorted.
 func (r *Roster) Users() []string { return slices.Sorted(maps.Keys(r.users)) }
 
+// Len is how many are online: len(Users()) without sorting them, for a
+// client that watches a large room settle.
+func (r *Roster) Len() int { return len(r.users) }
+
 // Guests is those of Users connected as guests only, sorted.
 func (r *Roster) Guests() []string {
 	var out []string

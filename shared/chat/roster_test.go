@@ -27,6 +27,9 @@ func TestRosterAppliesDeltas(t *testing.T) {
 		if got := r.Users(); !slices.Equal(got, s.users) {
 			t.Errorf("step %d: users %v, want %v", i, got, s.users)
 		}
+		if got := r.Len(); got != len(s.users) {
+			t.Errorf("step %d: len %d, want %d", i, got, len(s.users))
+		}
 		if got := r.Guests(); !slices.Equal(got, s.guests) {
 			t.Errorf("step %d: guests %v, want %v", i, got, s.guests)
 		}
