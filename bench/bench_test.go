@@ -185,6 +185,19 @@ func TestHistogramQuantiles(t *testing.T) {
 // nth message frame going to the clients (history and error frames pass).
 func startDroppingProxy(t *testing.T, base string, nth int) string {
 	t.Helper()
+	return startFilteringProxy(t, base, func() func([]byte) bool {
+		var count atomic.Int64
+		return func(f []byte) bool {
+			return bytes.Equal(frameType(f), messageFrame) && count.Add(1)%int64(nth) == 0
+		}
+	})
+}
+
+// startFilteringProxy relays WebSockets to the gateway at base and drops
+// the frames going to the clients that drop, made anew for every
+// connection, selects.
+func startFilteringProxy(t *testing.T, base string, newDrop func() func([]byte) bool) string {
+	t.Helper()
 	upstream, err := websocketBase(base)
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +213,7 @@ func startDroppingProxy(t *testing.T, base string, nth int) string {
 		}
 		defer down.CloseNow()
 		// The path only: without ?batch=1 the gateway sends one frame per
-		// WebSocket message, so dropping every nth message drops every nth
-		// delivery.
+		// WebSocket message, so dropping a message drops one frame.
 		up, _, err := websocket.Dial(r.Context(), upstream+r.URL.Path, nil)
 		if err != nil {
 			down.Close(websocket.StatusInternalError, "upstream: "+err.Error())
@@ -214,10 +226,7 @@ func startDroppingProxy(t *testing.T, base string, nth int) string {
 			defer cancel()
 			relay(ctx, up, down, func([]byte) bool { return false })
 		}()
-		var count atomic.Int64
-		relay(ctx, down, up, func(f []byte) bool {
-			return bytes.Equal(frameType(f), messageFrame) && count.Add(1)%int64(nth) == 0
-		})
+		relay(ctx, down, up, newDrop())
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -238,5 +247,20 @@ func relay(ctx context.Context, dst, src *websocket.Conn, drop func([]byte) bool
 		if err := dst.Write(ctx, typ, data); err != nil {
 			return
 		}
+	}
+}
+
+// TestScenarioList: all is what make bench runs; S9 runs when named.
+func TestScenarioList(t *testing.T) {
+	all, err := scenarioList("all")
+	if err != nil || strings.Join(all, ",") != "S1,S2,S3,S4,S5,S6" {
+		t.Errorf("all: got %v, %v; want S1..S6", all, err)
+	}
+	got, err := scenarioList("s9,custom")
+	if err != nil || strings.Join(got, ",") != "S9,custom" {
+		t.Errorf("got %v, %v; want S9 and custom", got, err)
+	}
+	if _, err := scenarioList("S7"); err == nil {
+		t.Error("S7 accepted")
 	}
 }

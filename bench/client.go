@@ -56,8 +56,10 @@ type member struct {
 	rateLimited int64
 	firstError  string
 	isJoined    bool
-	delivered   atomic.Int64 // unique deliveries, polled while running
-	lastAt      atomic.Int64 // Unix ns of the newest delivery
+	// presence counts and applies presence frames (S9); nil: ignored.
+	presence  *presenceTally
+	delivered atomic.Int64 // unique deliveries, polled while running
+	lastAt    atomic.Int64 // Unix ns of the newest delivery
 }
 
 func newMember(r *roomState, user string, pub *publisher) *member {
@@ -144,6 +146,10 @@ func (m *member) handle(f []byte, now int64) {
 			// Refused before joining: end the join at once, with
 			// this frame as the reason.
 			m.conn.CloseNow()
+		}
+	case framePresence:
+		if m.presence != nil {
+			m.presence.add(rest)
 		}
 	case framePing:
 		// Rare (every 25 s by default in Centrifugo) and bounded: the

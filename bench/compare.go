@@ -40,6 +40,8 @@ type record struct {
 	ServerRSSMB float64 `json:"server_peak_rss_mb"`
 	HeldRate    float64 `json:"held_rate,omitempty"`
 	KBPerConn   float64 `json:"kb_per_conn,omitempty"`
+	// PresenceBPS is S9's presence bytes per stable member per second.
+	PresenceBPS float64 `json:"presence_b_per_member_s,omitempty"`
 	Figure      string  `json:"figure,omitempty"`
 }
 
@@ -52,7 +54,7 @@ func toRecord(r *result) record {
 		P50ms:  msOf(r.Lat.quantile(0.50)), P95ms: msOf(r.Lat.quantile(0.95)), P99ms: msOf(r.Lat.quantile(0.99)), MaxMs: msOf(r.Lat.max),
 		ToolCPUs: r.ToolCPU.Seconds(), ToolBusy: r.ToolBusy,
 		ServerCPUs: r.ServerCPU.Seconds(), ServerRSSMB: float64(r.ServerPeakRSS) / (1 << 20),
-		HeldRate: r.HeldRate, KBPerConn: r.KBPerConn, Figure: r.Figure,
+		HeldRate: r.HeldRate, KBPerConn: r.KBPerConn, PresenceBPS: r.PresencePerMember, Figure: r.Figure,
 	}
 }
 
@@ -86,6 +88,7 @@ func traffic4(r record) bool {
 var figures = []figure{
 	{"held msg/s", "higher", func(r record) (float64, bool) { return r.HeldRate, r.Scenario == "S4" && r.HeldRate > 0 }},
 	{"KB/conn", "lower", func(r record) (float64, bool) { return r.KBPerConn, r.Scenario == "S5" && r.KBPerConn != 0 }},
+	{"presence B/member/s", "lower", func(r record) (float64, bool) { return r.PresenceBPS, r.PresenceBPS > 0 }},
 	{"p50 ms", "lower", func(r record) (float64, bool) { return r.P50ms, traffic4(r) }},
 	{"p99 ms", "lower", func(r record) (float64, bool) { return r.P99ms, traffic4(r) }},
 	{"max ms", "lower", func(r record) (float64, bool) { return r.MaxMs, traffic4(r) }},

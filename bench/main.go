@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +66,9 @@ type options struct {
 
 	s6Rate     float64
 	s6Duration time.Duration
+
+	churnMembers string
+	churn        churn
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -83,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.stamp, "stamp", "due", "the send time a late paced message carries: due (when it was due) or write (when it was written: hides the time a blocked write waited)")
 	fs.StringVar(&o.arrivals, "arrivals", "poisson", "how paced messages are spaced: poisson (random gaps, as people send) or uniform (exactly 1/rate apart, from a random phase)")
 	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS URL of the stack, for S6 (loopback only)")
-	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all, custom, or a comma-separated list of S1..S6")
+	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all (S1..S6), custom, or a comma-separated list of S1..S6, S9")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the server process, to report its CPU and memory from /proc")
 	fs.BoolVar(&o.verbose, "v", false, "log debug details")
 	fs.Float64Var(&o.connRate, "conn-rate", 0, "the gateway's per-connection frame rate (GATEWAY_RATE) when it is limited: faster publishers are spread over more connections; 0: limits are raised")
@@ -108,6 +112,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.s4.maxP99, "s4-p99", 100*time.Millisecond, "S4: p99 above which a step is not held")
 	fs.Float64Var(&o.s6Rate, "s6-rate", 10_000, "S6: messages per second published on NATS")
 	fs.DurationVar(&o.s6Duration, "s6-duration", 3*time.Second, "S6: how long to publish")
+	fs.StringVar(&o.churnMembers, "churn-members", "100,500,1000", "S9: stable members of each room, one row per room")
+	fs.Float64Var(&o.churn.rate, "churn-rate", 50, "S9: joins plus leaves per second, all churners together")
+	fs.DurationVar(&o.churn.dwell, "churn-dwell", time.Second, "S9: how long each churner stays")
+	fs.DurationVar(&o.churn.duration, "churn-duration", 10*time.Second, "S9: how long churners keep joining (times -scale)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -116,6 +124,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.window < 1 || o.dialers < 1 || o.scale <= 0 || o.s4.pubs < 1 || o.s4.factor <= 1 || o.s4.resolution <= 0 || o.idleRooms < 1 {
 		return o, errors.New("-window, -dialers, -s4-pubs and -idle-rooms must be at least 1, -scale and -s4-resolution above 0 and -s4-factor above 1")
+	}
+	for _, f := range strings.Split(o.churnMembers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-churn-members %q: use a comma-separated list of positive numbers", o.churnMembers)
+		}
+		o.churn.sizes = append(o.churn.sizes, n)
+	}
+	if o.churn.rate <= 0 || o.churn.dwell <= 0 {
+		return o, errors.New("-churn-rate and -churn-dwell must be above 0")
 	}
 	if o.stamp != "due" && o.stamp != "write" {
 		return o, fmt.Errorf("-stamp %q: use due or write", o.stamp)
@@ -185,6 +203,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			break
 		}
 		var r *result
+		var rows []*result // scenarios of several rows
 		switch name {
 		case "S1":
 			r = b.runTraffic(ctx, "S1", traffic{rooms: 1, subs: 100, pubs: 1, rate: 1000, duration: scale(10 * time.Second)})
@@ -206,12 +225,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				break
 			}
 			r = b.runHistory(ctx, o.s6Rate, scale(o.s6Duration), 30*time.Second)
+		case "S9":
+			if o.peer != "chat" {
+				r = skipped("S9", "presence is the chat's own (Centrifugo's is off here)")
+				break
+			}
+			c := o.churn
+			c.duration = scale(c.duration)
+			c.settle = 15 * time.Second
+			rows = b.runChurn(ctx, c)
 		case "custom":
 			t := traffic{rooms: o.rooms, subs: o.subs, pubs: o.pubs, rate: o.rate, duration: o.duration}
 			r = b.runTraffic(ctx, "custom", t)
 		}
-		log.Info("scenario done", "scenario", r.Name, "delivered", r.Delivered, "lost", r.Lost, "p99", r.Lat.quantile(0.99), "failed", r.failed())
-		results = append(results, r)
+		if r != nil {
+			rows = append(rows, r)
+		}
+		for _, r := range rows {
+			log.Info("scenario done", "scenario", r.Name, "delivered", r.Delivered, "lost", r.Lost, "p99", r.Lat.quantile(0.99), "failed", r.failed())
+		}
+		results = append(results, rows...)
 	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, results)
@@ -243,11 +276,11 @@ func scenarioList(s string) ([]string, error) {
 	for _, name := range strings.Split(s, ",") {
 		name = strings.ToUpper(strings.TrimSpace(name))
 		switch name {
-		case "S1", "S2", "S3", "S4", "S5", "S6":
+		case "S1", "S2", "S3", "S4", "S5", "S6", "S9":
 		case "CUSTOM":
 			name = "custom"
 		default:
-			return nil, fmt.Errorf("unknown scenario %q: use all, custom or S1..S6", name)
+			return nil, fmt.Errorf("unknown scenario %q: use all, custom, S1..S6 or S9", name)
 		}
 		list = append(list, name)
 	}

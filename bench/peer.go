@@ -29,7 +29,7 @@ type peer interface {
 type frameKind int
 
 const (
-	frameOther frameKind = iota // presence, notices, acknowledgements
+	frameOther frameKind = iota // notices, acknowledgements
 	// frameMessage is a delivery; read returns what follows textMarker.
 	frameMessage
 	// frameJoined: the member receives every live message of its room
@@ -41,6 +41,8 @@ const (
 	frameRateLimited
 	// framePing asks for an answer; read returns it.
 	framePing
+	// framePresence is the chat's presence frame; read returns the line.
+	framePresence
 )
 
 // textMarker starts the text of every message this tool sends,
@@ -71,10 +73,11 @@ type chatPeer struct {
 }
 
 var (
-	typeField    = []byte(`"type":"`)
-	messageFrame = []byte(chat.FrameMessage)
-	historyFrame = []byte(chat.FrameHistory)
-	errorFrame   = []byte(chat.FrameError)
+	typeField     = []byte(`"type":"`)
+	messageFrame  = []byte(chat.FrameMessage)
+	historyFrame  = []byte(chat.FrameHistory)
+	errorFrame    = []byte(chat.FrameError)
+	presenceFrame = []byte(chat.FramePresence)
 )
 
 func (p chatPeer) url(wsBase, room, user string) string {
@@ -101,6 +104,8 @@ func (chatPeer) read(f []byte) (frameKind, []byte) {
 		}
 	case bytes.Equal(typ, historyFrame):
 		return frameJoined, nil
+	case bytes.Equal(typ, presenceFrame):
+		return framePresence, f
 	case bytes.Equal(typ, errorFrame):
 		var sf chat.ServerFrame
 		_ = json.Unmarshal(f, &sf) // a malformed one still counts as an error

@@ -13,7 +13,8 @@ import (
 type result struct {
 	Name string
 	// Figure is the scenario's headline number beyond the common columns
-	// (the S4 ceiling, S5 memory per connection, S6 lag).
+	// (the S4 ceiling, S5 memory per connection, S6 lag, S8 fill time, S9
+	// presence bytes).
 	Figure string
 	// Target is the performance target and whether it was met; missing a
 	// target is reported, not a failure of the run.
@@ -46,9 +47,11 @@ type result struct {
 	ServerPeakRSS int64
 
 	// HeldRate is S4's ceiling (msg/s, all publishers); KBPerConn S5's
-	// memory per idle connection.
-	HeldRate  float64
-	KBPerConn float64
+	// memory per idle connection; PresencePerMember S9's presence bytes
+	// per stable member per second.
+	HeldRate          float64
+	KBPerConn         float64
+	PresencePerMember float64
 	// Skipped: the peer has no such feature (S6 on Centrifugo).
 	Skipped bool
 
