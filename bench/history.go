@@ -41,13 +41,7 @@ func (b *bench) runHistory(ctx context.Context, rate float64, d time.Duration, c
 		r.problem("stream %s: %v (is the gateway running on this NATS?)", chatStream, err)
 		return r
 	}
-	// A history service that has just started may still be migrating its
-	// database: give it a few seconds to create its consumer.
-	cons, err := st.Consumer(ctx, historyConsumer)
-	for wait := time.Now().Add(10 * time.Second); errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(wait); {
-		time.Sleep(200 * time.Millisecond)
-		cons, err = st.Consumer(ctx, historyConsumer)
-	}
+	cons, err := findHistoryConsumer(ctx, st)
 	running := err == nil
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -171,6 +165,18 @@ func publishPaced(ctx context.Context, nc *nats.Conn, room string, rate float64,
 			return n, ctx.Err()
 		}
 	}
+}
+
+// findHistoryConsumer returns the history service's durable consumer. A
+// history service that has just started may still be migrating its
+// database: it gets a few seconds to create its consumer.
+func findHistoryConsumer(ctx context.Context, st jetstream.Stream) (jetstream.Consumer, error) {
+	cons, err := st.Consumer(ctx, historyConsumer)
+	for wait := time.Now().Add(10 * time.Second); errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().Before(wait); {
+		time.Sleep(200 * time.Millisecond)
+		cons, err = st.Consumer(ctx, historyConsumer)
+	}
+	return cons, err
 }
 
 func lastSeq(ctx context.Context, st jetstream.Stream) (uint64, error) {

@@ -67,6 +67,8 @@ type options struct {
 	s6Rate     float64
 	s6Duration time.Duration
 
+	s8 largeHistory
+
 	churnMembers string
 	churn        churn
 }
@@ -86,8 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this file, for chatbench compare")
 	fs.StringVar(&o.stamp, "stamp", "due", "the send time a late paced message carries: due (when it was due) or write (when it was written: hides the time a blocked write waited)")
 	fs.StringVar(&o.arrivals, "arrivals", "poisson", "how paced messages are spaced: poisson (random gaps, as people send) or uniform (exactly 1/rate apart, from a random phase)")
-	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS URL of the stack, for S6 (loopback only)")
-	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all (S1..S6), custom, or a comma-separated list of S1..S6, S9")
+	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS URL of the stack, for S6 and S8 (loopback only)")
+	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all (S1..S6), custom, or a comma-separated list of S1..S6, S8, S9")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the server process, to report its CPU and memory from /proc")
 	fs.BoolVar(&o.verbose, "v", false, "log debug details")
 	fs.Float64Var(&o.connRate, "conn-rate", 0, "the gateway's per-connection frame rate (GATEWAY_RATE) when it is limited: faster publishers are spread over more connections; 0: limits are raised")
@@ -112,6 +114,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.s4.maxP99, "s4-p99", 100*time.Millisecond, "S4: p99 above which a step is not held")
 	fs.Float64Var(&o.s6Rate, "s6-rate", 10_000, "S6: messages per second published on NATS")
 	fs.DurationVar(&o.s6Duration, "s6-duration", 3*time.Second, "S6: how long to publish")
+	fs.IntVar(&o.s8.messages, "s8-messages", 1_000_000, "S8: messages stored in the room before measuring (times -scale)")
+	fs.IntVar(&o.s8.joins, "s8-joins", 200, "S8: joins timed")
+	fs.IntVar(&o.s8.pages, "s8-pages", 200, "S8: scroll-back pages timed")
+	fs.IntVar(&o.s8.limit, "s8-limit", 50, "S8: messages per scroll-back page")
 	fs.StringVar(&o.churnMembers, "churn-members", "100,500,1000", "S9: stable members of each room, one row per room")
 	fs.Float64Var(&o.churn.rate, "churn-rate", 50, "S9: joins plus leaves per second, all churners together")
 	fs.DurationVar(&o.churn.dwell, "churn-dwell", time.Second, "S9: how long each churner stays")
@@ -124,6 +130,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.window < 1 || o.dialers < 1 || o.scale <= 0 || o.s4.pubs < 1 || o.s4.factor <= 1 || o.s4.resolution <= 0 || o.idleRooms < 1 {
 		return o, errors.New("-window, -dialers, -s4-pubs and -idle-rooms must be at least 1, -scale and -s4-resolution above 0 and -s4-factor above 1")
+	}
+	if o.s8.messages < 1 || o.s8.joins < 1 || o.s8.pages < 1 || o.s8.limit < 1 {
+		return o, errors.New("-s8-messages, -s8-joins, -s8-pages and -s8-limit must be at least 1")
 	}
 	for _, f := range strings.Split(o.churnMembers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -225,6 +234,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				break
 			}
 			r = b.runHistory(ctx, o.s6Rate, scale(o.s6Duration), 30*time.Second)
+		case "S8":
+			if o.peer != "chat" {
+				r = skipped("S8", "history and NATS publishing are the chat's own")
+				break
+			}
+			lh := o.s8
+			lh.messages = max(1, int(float64(lh.messages)*o.scale))
+			rows = b.runLargeHistory(ctx, lh)
 		case "S9":
 			if o.peer != "chat" {
 				r = skipped("S9", "presence is the chat's own (Centrifugo's is off here)")
@@ -276,11 +293,11 @@ func scenarioList(s string) ([]string, error) {
 	for _, name := range strings.Split(s, ",") {
 		name = strings.ToUpper(strings.TrimSpace(name))
 		switch name {
-		case "S1", "S2", "S3", "S4", "S5", "S6", "S9":
+		case "S1", "S2", "S3", "S4", "S5", "S6", "S8", "S9":
 		case "CUSTOM":
 			name = "custom"
 		default:
-			return nil, fmt.Errorf("unknown scenario %q: use all, custom, S1..S6 or S9", name)
+			return nil, fmt.Errorf("unknown scenario %q: use all, custom, S1..S6, S8 or S9", name)
 		}
 		list = append(list, name)
 	}
