@@ -2,8 +2,10 @@
 # (the repository) and $tmp (a temporary directory the caller removes).
 
 server_pid=
+bench_db=
 
-# stop_server stops the server started last (TERM, then KILL after 10 s).
+# stop_server stops the server started last (TERM, then KILL after 10 s)
+# and drops its database, if it had one of its own.
 stop_server() {
 	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
 		kill -TERM "$server_pid" 2>/dev/null || true
@@ -12,6 +14,26 @@ stop_server() {
 		wait "$server_pid" 2>/dev/null || true
 	fi
 	server_pid=
+	drop_db
+}
+
+# create_db makes a fresh database on the Postgres server at
+# $CHATBENCH_POSTGRES (an admin URL, e.g.
+# postgres://postgres@127.0.0.1:5432/test?sslmode=disable) and sets
+# bench_db and bench_db_url, that URL with the new database in its path.
+create_db() {
+	bench_db="chatbench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+	psql "$CHATBENCH_POSTGRES" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $bench_db" >/dev/null
+	bench_db_url=$(python3 -c 'import sys, urllib.parse as p; u = p.urlsplit(sys.argv[1]); print(p.urlunsplit(u._replace(path="/" + sys.argv[2])))' "$CHATBENCH_POSTGRES" "$bench_db")
+}
+
+# drop_db drops the database create_db made, if any.
+drop_db() {
+	if [[ -n $bench_db ]]; then
+		psql "$CHATBENCH_POSTGRES" -qc "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" >/dev/null ||
+			echo "warning: could not drop database $bench_db" >&2
+	fi
+	bench_db=
 }
 
 free_port() {
@@ -53,13 +75,22 @@ wait_ready() {
 
 # start_allinone starts a fresh all-in-one (new data dir $tmp/data-$1, free
 # HTTP and NATS ports, per-connection limits raised) pinned to server_cpu;
-# sets server_pid, http_port, nats_port and server_log.
+# sets server_pid, http_port, nats_port and server_log. With
+# CHATBENCH_POSTGRES set, its history and accounts use a fresh database on
+# that Postgres server (DATABASE_URL), which stop_server drops.
 start_allinone() {
 	http_port=$(free_port)
 	nats_port=$(free_port)
 	server_log="$tmp/allinone-$1.log"
+	local db_env=()
+	if [[ -n ${CHATBENCH_POSTGRES:-} ]]; then
+		create_db
+		db_env=("DATABASE_URL=$bench_db_url")
+		echo "history on Postgres: fresh database $bench_db, dropped when the server stops"
+	fi
 	echo "starting the all-in-one on 127.0.0.1:$http_port (NATS $nats_port) pinned to CPU $server_cpu"
-	CHAT_DATA_DIR="$tmp/data-$1" \
+	env "${db_env[@]}" \
+		CHAT_DATA_DIR="$tmp/data-$1" \
 		CHAT_NATS_PORT=$nats_port \
 		GATEWAY_ADDR=127.0.0.1:$http_port \
 		GATEWAY_RATE=1000000 GATEWAY_BURST=1000000 \
