@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -65,6 +66,9 @@ type options struct {
 
 	s6Rate     float64
 	s6Duration time.Duration
+
+	restartCmd string
+	s7         storm
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -108,6 +112,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.s4.maxP99, "s4-p99", 100*time.Millisecond, "S4: p99 above which a step is not held")
 	fs.Float64Var(&o.s6Rate, "s6-rate", 10_000, "S6: messages per second published on NATS")
 	fs.DurationVar(&o.s6Duration, "s6-duration", 3*time.Second, "S6: how long to publish")
+	fs.StringVar(&o.restartCmd, "restart-cmd", "", "S7: shell command that stops the server and starts it again on the same ports and data, waits until it is ready and prints its pid (bench/run.sh gives one); empty: S7 is skipped")
+	fs.IntVar(&o.s7.clients, "s7-clients", 10_000, "S7: clients (times -scale)")
+	fs.IntVar(&o.s7.rooms, "s7-rooms", 100, "S7: rooms the clients are spread over, one publisher in each")
+	fs.Float64Var(&o.s7.rate, "s7-rate", 200, "S7: messages per second, all publishers")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -116,6 +124,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.window < 1 || o.dialers < 1 || o.scale <= 0 || o.s4.pubs < 1 || o.s4.factor <= 1 || o.s4.resolution <= 0 || o.idleRooms < 1 {
 		return o, errors.New("-window, -dialers, -s4-pubs and -idle-rooms must be at least 1, -scale and -s4-resolution above 0 and -s4-factor above 1")
+	}
+	if o.s7.clients < 2 || o.s7.rooms < 1 || o.s7.rate <= 0 {
+		return o, errors.New("-s7-clients must be at least 2, -s7-rooms at least 1 and -s7-rate above 0")
 	}
 	if o.stamp != "due" && o.stamp != "write" {
 		return o, fmt.Errorf("-stamp %q: use due or write", o.stamp)
@@ -172,6 +183,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		uniform:    o.arrivals == "uniform",
 		stampWrite: o.stamp == "write",
 	}
+	if o.restartCmd != "" {
+		b.restart = shellRestart(o.restartCmd, stderr)
+	}
 	fmt.Fprintf(stdout, "chatbench against %s (%s): chatbench on CPU(s) %s (GOMAXPROCS %d)", o.url, o.peer, cpusOf(0), runtime.GOMAXPROCS(0))
 	if o.serverPID > 0 {
 		fmt.Fprintf(stdout, ", server pid %d on CPU(s) %s", o.serverPID, cpusOf(o.serverPID))
@@ -206,6 +220,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				break
 			}
 			r = b.runHistory(ctx, o.s6Rate, scale(o.s6Duration), 30*time.Second)
+		case "S7":
+			s := o.s7
+			s.clients = max(2, int(math.Round(float64(s.clients)*o.scale)))
+			s.before, s.after, s.target, s.wait = 3*time.Second, 3*time.Second, 15*time.Second, time.Minute
+			r = b.runStorm(ctx, s)
 		case "custom":
 			t := traffic{rooms: o.rooms, subs: o.subs, pubs: o.pubs, rate: o.rate, duration: o.duration}
 			r = b.runTraffic(ctx, "custom", t)
@@ -244,6 +263,7 @@ func scenarioList(s string) ([]string, error) {
 		name = strings.ToUpper(strings.TrimSpace(name))
 		switch name {
 		case "S1", "S2", "S3", "S4", "S5", "S6":
+		case "S7": // not in all: it restarts the server
 		case "CUSTOM":
 			name = "custom"
 		default:
