@@ -31,6 +31,9 @@ type publisher struct {
 	echoed atomic.Int64
 	echo   chan struct{} // a token per echo, dropped when full
 	err    error         // why it stopped early; read after it returned
+	// outbox, set for S7, keeps every message until its echo and sends
+	// it again after a reconnect (storm.go).
+	outbox *outbox
 }
 
 // member is one WebSocket client in a room. Every member receives; some
@@ -60,6 +63,11 @@ type member struct {
 	presence  *presenceTally
 	delivered atomic.Int64 // unique deliveries, polled while running
 	lastAt    atomic.Int64 // Unix ns of the newest delivery
+
+	// follow, set for S7, makes the member outlive its connection: it
+	// keeps its place in the room and reconnects (storm.go). Its read
+	// loop then sets conn anew for each connection.
+	follow *follower
 }
 
 func newMember(r *roomState, user string, pub *publisher) *member {
@@ -76,7 +84,11 @@ func (m *member) dial(ctx context.Context, wsBase string, p peer) error {
 	}
 	conn.SetReadLimit(1 << 20)
 	m.conn, m.peer = conn, p
-	go m.readLoop()
+	if m.follow != nil {
+		m.follow.start(m, url, conn)
+	} else {
+		go m.readLoop()
+	}
 	if hello := p.hello(m.room.name); hello != nil {
 		if err := conn.Write(ctx, websocket.MessageText, hello); err != nil {
 			return fmt.Errorf("hello to %s: %w", url, err)
@@ -87,22 +99,26 @@ func (m *member) dial(ctx context.Context, wsBase string, p peer) error {
 
 // readLoop reads frames until the connection ends. Reads use a context
 // without deadline (no per-read timer); the scenario ends them by closing
-// the connection. The receive time of every line of a WebSocket message
-// is taken once the whole message is read: the latest a reader could
-// take it, so batching never flatters a peer.
+// the connection.
 func (m *member) readLoop() {
 	defer close(m.done)
+	m.readErr = m.read(m.conn)
+}
+
+// read handles conn's messages until it fails, and returns why. The
+// receive time of every line of a WebSocket message is taken once the
+// whole message is read: the latest a reader could take it, so batching
+// never flatters a peer.
+func (m *member) read(conn *websocket.Conn) error {
 	var buf bytes.Buffer
 	for {
-		_, r, err := m.conn.Reader(context.Background())
+		_, r, err := conn.Reader(context.Background())
 		if err != nil {
-			m.readErr = err
-			return
+			return err
 		}
 		buf.Reset()
 		if _, err := buf.ReadFrom(r); err != nil {
-			m.readErr = err
-			return
+			return err
 		}
 		now := time.Now().UnixNano()
 		eachLine(buf.Bytes(), func(line []byte) { m.handle(line, now) })
@@ -120,33 +136,18 @@ func eachLine(data []byte, f func([]byte)) {
 }
 
 func (m *member) handle(f []byte, now int64) {
+	if m.follow != nil {
+		m.follow.handle(m, f, now)
+		return
+	}
 	kind, rest := m.peer.read(f)
 	switch kind {
 	case frameMessage:
-		pub, n, sentAt, ok := parseText(rest)
-		if !ok {
-			m.foreign++
-			return
-		}
-		m.deliver(pub, n, now, sentAt)
+		m.deliverText(rest, now)
 	case frameJoined:
-		if !m.isJoined {
-			m.isJoined = true
-			close(m.joined)
-		}
+		m.markJoined()
 	case frameRateLimited, frameError:
-		m.errorFrames++
-		if kind == frameRateLimited {
-			m.rateLimited++
-		}
-		if m.firstError == "" {
-			m.firstError = string(f)
-		}
-		if !m.isJoined {
-			// Refused before joining: end the join at once, with
-			// this frame as the reason.
-			m.conn.CloseNow()
-		}
+		m.refused(kind, f)
 	case framePresence:
 		if m.presence != nil {
 			m.presence.add(rest)
@@ -160,11 +161,48 @@ func (m *member) handle(f []byte, now int64) {
 	}
 }
 
-func (m *member) deliver(pub, n int, now, sentAt int64) {
+// markJoined records the first joined frame: the join is done.
+func (m *member) markJoined() {
+	if !m.isJoined {
+		m.isJoined = true
+		close(m.joined)
+	}
+}
+
+// refused counts an error frame.
+func (m *member) refused(kind frameKind, f []byte) {
+	m.errorFrames++
+	if kind == frameRateLimited {
+		m.rateLimited++
+	}
+	if m.firstError == "" {
+		m.firstError = string(f)
+	}
+	if !m.isJoined {
+		// Refused before joining: end the join at once, with this
+		// frame as the reason.
+		m.conn.CloseNow()
+	}
+}
+
+// deliverText delivers the message whose text (after "b1|") starts rest,
+// and reports whether it was new to m.
+func (m *member) deliverText(rest []byte, now int64) bool {
+	pub, n, sentAt, ok := parseText(rest)
+	if !ok {
+		m.foreign++
+		return false
+	}
+	return m.deliver(pub, n, now, sentAt)
+}
+
+// deliver records message n of publisher pub, received at now, and reports
+// whether it was new to m (not a duplicate, nor another room's).
+func (m *member) deliver(pub, n int, now, sentAt int64) bool {
 	slot := pub - m.room.firstPub
 	if slot < 0 || slot >= len(m.room.pubs) || n < 0 {
 		m.foreign++
-		return
+		return false
 	}
 	if m.seen == nil {
 		m.seen = make([][]uint64, len(m.room.pubs))
@@ -179,7 +217,7 @@ func (m *member) deliver(pub, n int, now, sentAt int64) {
 	bit := uint64(1) << (n % 64)
 	if m.seen[slot][word]&bit != 0 {
 		m.dups++
-		return
+		return false
 	}
 	m.seen[slot][word] |= bit
 	m.hist.record(time.Duration(now - sentAt))
@@ -191,7 +229,11 @@ func (m *member) deliver(pub, n int, now, sentAt int64) {
 		case p.echo <- struct{}{}:
 		default:
 		}
+		if p.outbox != nil {
+			p.outbox.ack(n)
+		}
 	}
+	return true
 }
 
 // unique counts the distinct messages of publisher slot below n received.

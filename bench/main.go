@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -71,6 +72,8 @@ type options struct {
 
 	churnMembers string
 	churn        churn
+	restartCmd   string
+	s7           storm
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -89,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.stamp, "stamp", "due", "the send time a late paced message carries: due (when it was due) or write (when it was written: hides the time a blocked write waited)")
 	fs.StringVar(&o.arrivals, "arrivals", "poisson", "how paced messages are spaced: poisson (random gaps, as people send) or uniform (exactly 1/rate apart, from a random phase)")
 	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS URL of the stack, for S6 and S8 (loopback only)")
-	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all (S1..S6), custom, or a comma-separated list of S1..S6, S8, S9")
+	fs.StringVar(&o.scenarios, "scenario", "all", "scenarios to run: all (S1..S6), custom, or a comma-separated list of S1..S9")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "pid of the server process, to report its CPU and memory from /proc")
 	fs.BoolVar(&o.verbose, "v", false, "log debug details")
 	fs.Float64Var(&o.connRate, "conn-rate", 0, "the gateway's per-connection frame rate (GATEWAY_RATE) when it is limited: faster publishers are spread over more connections; 0: limits are raised")
@@ -122,6 +125,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.churn.rate, "churn-rate", 50, "S9: joins plus leaves per second, all churners together")
 	fs.DurationVar(&o.churn.dwell, "churn-dwell", time.Second, "S9: how long each churner stays")
 	fs.DurationVar(&o.churn.duration, "churn-duration", 10*time.Second, "S9: how long churners keep joining (times -scale)")
+	fs.StringVar(&o.restartCmd, "restart-cmd", "", "S7: shell command that stops the server and starts it again on the same ports and data, waits until it is ready and prints its pid (bench/run.sh gives one); empty: S7 is skipped")
+	fs.IntVar(&o.s7.clients, "s7-clients", 10_000, "S7: clients (times -scale)")
+	fs.IntVar(&o.s7.rooms, "s7-rooms", 100, "S7: rooms the clients are spread over, one publisher in each")
+	fs.Float64Var(&o.s7.rate, "s7-rate", 200, "S7: messages per second, all publishers")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -143,6 +150,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.churn.rate <= 0 || o.churn.dwell <= 0 {
 		return o, errors.New("-churn-rate and -churn-dwell must be above 0")
+	}
+	if o.s7.clients < 2 || o.s7.rooms < 1 || o.s7.rate <= 0 {
+		return o, errors.New("-s7-clients must be at least 2, -s7-rooms at least 1 and -s7-rate above 0")
 	}
 	if o.stamp != "due" && o.stamp != "write" {
 		return o, fmt.Errorf("-stamp %q: use due or write", o.stamp)
@@ -199,6 +209,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		uniform:    o.arrivals == "uniform",
 		stampWrite: o.stamp == "write",
 	}
+	if o.restartCmd != "" {
+		b.restart = shellRestart(o.restartCmd, stderr)
+	}
 	fmt.Fprintf(stdout, "chatbench against %s (%s): chatbench on CPU(s) %s (GOMAXPROCS %d)", o.url, o.peer, cpusOf(0), runtime.GOMAXPROCS(0))
 	if o.serverPID > 0 {
 		fmt.Fprintf(stdout, ", server pid %d on CPU(s) %s", o.serverPID, cpusOf(o.serverPID))
@@ -251,6 +264,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			c.duration = scale(c.duration)
 			c.settle = 15 * time.Second
 			rows = b.runChurn(ctx, c)
+		case "S7":
+			s := o.s7
+			s.clients = max(2, int(math.Round(float64(s.clients)*o.scale)))
+			s.before, s.after, s.target, s.wait = 3*time.Second, 3*time.Second, 15*time.Second, time.Minute
+			r = b.runStorm(ctx, s)
 		case "custom":
 			t := traffic{rooms: o.rooms, subs: o.subs, pubs: o.pubs, rate: o.rate, duration: o.duration}
 			r = b.runTraffic(ctx, "custom", t)
@@ -294,10 +312,11 @@ func scenarioList(s string) ([]string, error) {
 		name = strings.ToUpper(strings.TrimSpace(name))
 		switch name {
 		case "S1", "S2", "S3", "S4", "S5", "S6", "S8", "S9":
+		case "S7": // not in all: it restarts the server
 		case "CUSTOM":
 			name = "custom"
 		default:
-			return nil, fmt.Errorf("unknown scenario %q: use all, custom, S1..S6, S8 or S9", name)
+			return nil, fmt.Errorf("unknown scenario %q: use all, custom or S1..S9", name)
 		}
 		list = append(list, name)
 	}

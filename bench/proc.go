@@ -112,6 +112,16 @@ func raiseNoFile() (uint64, error) {
 	return lim.Cur, nil
 }
 
+// checkNoFile raises the open files limit and notes on r when it is too
+// low for conns connections.
+func checkNoFile(r *result, conns int) {
+	if lim, err := raiseNoFile(); err != nil {
+		r.note("%v", err)
+	} else if lim < uint64(conns)+100 {
+		r.note("open files limit %d is below %d connections: raise ulimit -n", lim, conns)
+	}
+}
+
 // usage samples the CPU and memory of this tool and of the server during a
 // scenario.
 type usage struct {

@@ -33,6 +33,8 @@ type bench struct {
 	drainMax time.Duration
 	// uniform and stampWrite: see pacing.
 	uniform, stampWrite bool
+	// restart restarts the server, for S7 (nil: S7 is skipped).
+	restart restarter
 }
 
 // traffic is a scenario where publishers send to rooms whose every member,
@@ -463,11 +465,7 @@ func (b *bench) runIdle(ctx context.Context, n, rooms int, settle time.Duration)
 	rs := b.plan("S5", t)
 	members := allMembers(rs)
 	r.Conns = len(members)
-	if lim, err := raiseNoFile(); err != nil {
-		r.note("%v", err)
-	} else if lim < uint64(len(members))+100 {
-		r.note("open files limit %d is below %d connections: raise ulimit -n", lim, len(members))
-	}
+	checkNoFile(r, len(members))
 	var rss0 int64
 	if b.serverPID > 0 {
 		var err error

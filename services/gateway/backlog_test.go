@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,6 +104,59 @@ func TestResumeSinceMissesNothing(t *testing.T) {
 	publishN(t, nc, "lobby", 25, 1)
 	if f := r.Next(chat.FrameMessage); f.Text != "m25" {
 		t.Errorf("live after resume: %+v", f)
+	}
+}
+
+// TestResumesIntoARoomJustStartedReadItOnce: the clients of a gateway
+// that restarted come back with ?since= into rooms that have just started
+// here. The room reads its newest messages once as it starts and answers
+// every resume from them: one stream read, not one per client (10,000
+// clients coming back at once would also meet JetStream's limit of 1,000
+// consumers per stream).
+func TestResumesIntoARoomJustStartedReadItOnce(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	base := startGateway(t, s, nil)
+	nc := natstest.Connect(t, s)
+	publishN(t, nc, "lobby", 0, 30)
+	waitStored(t, nc, "lobby", 30)
+	msg, err := nc.Request("$JS.API.STREAM.MSG.GET.CHAT", []byte(`{"last_by_subj":"`+chat.RoomSubject("lobby")+`"}`), testkit.Deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last struct {
+		Message struct{ Seq uint64 } `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &last); err != nil || last.Message.Seq == 0 {
+		t.Fatalf("last seq of lobby: %s (%v)", msg.Data, err)
+	}
+	// lobby's messages are the stream's only ones: m25..m29 follow since.
+	since := last.Message.Seq - 5
+
+	var reads atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.CREATE.CHAT.>", func(*nats.Msg) { reads.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const clients = 20
+	for i := range clients {
+		c := wstest.Dial(t, base+fmt.Sprintf("/ws/chat/lobby/u%d?since=%d", i, since))
+		h := c.Next(chat.FrameHistory)
+		if got, want := texts(h), []string{"m25", "m26", "m27", "m28", "m29"}; h.Reset || !slices.Equal(got, want) {
+			t.Errorf("resume %d: reset %v, %v; want %v", i, h.Reset, got, want)
+		}
+	}
+	// The reads were asked for before the frames were sent; the flush
+	// brings their copies to this subscription.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.Load(); n > 1 {
+		t.Errorf("%d stream reads for %d resumes into one room, want at most one", n, clients)
 	}
 }
 

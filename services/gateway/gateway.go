@@ -273,6 +273,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger) (*Gat
 		epoch: g.watch.current, reaches: g.watch.reaches}
 	g.hub = newHub(cfg.ID, cfg.PresenceInterval, nc, src, log)
 	g.hub.watch = g.watch
+	g.hub.backlog = g.joiner.backlog
 	g.watch.onReset = func(int64) { g.hub.startOver() }
 	g.hub.keepRecent, g.hub.keepBytes, g.hub.maxRooms = cfg.HistoryOnJoin, cfg.RecentBytes, cfg.MaxRooms
 	g.metrics = newMetrics(g.hub)

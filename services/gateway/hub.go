@@ -31,6 +31,9 @@ type hub struct {
 	// to serve joins and short resumes without asking history or reading
 	// the stream (0: none); keepBytes bounds their size.
 	keepRecent, keepBytes int
+	// backlog reads a starting room's newest messages into its recent
+	// ones (room.seed).
+	backlog backlog
 	// maxRooms bounds the rooms running at once (0: no bound).
 	maxRooms int
 
@@ -124,6 +127,7 @@ func (r *room) start() {
 		r.startErr = err
 		return
 	}
+	r.seed(ctx)
 	if err := r.presence.subscribe(); err != nil {
 		r.feed.unsubscribe()
 		r.startErr = err
@@ -138,6 +142,25 @@ func (r *room) start() {
 		defer r.hub.wg.Done()
 		r.presence.run()
 	}()
+}
+
+// seed fills the room's recent messages with its newest stored ones, up to
+// where the feed starts, before the first client is added: the clients of
+// a gateway that just restarted come back all at once with ?since=, and
+// the room answers their resumes from memory, one read for the room
+// instead of a history request or a stream read for each. Best effort: a
+// room that cannot read them starts with none, and its joins read for
+// themselves, as they would without it.
+func (r *room) seed(ctx context.Context) {
+	if r.hub.keepRecent <= 0 || r.hub.backlog.src == nil {
+		return
+	}
+	msgs, _, err := r.hub.backlog.latest(ctx, r.name, r.members.lastDelivered(), r.hub.keepRecent)
+	if err != nil {
+		r.hub.log.Debug("room starts without its recent messages", "room", r.name, "err", err)
+		return
+	}
+	r.members.seed(msgs)
 }
 
 // leave takes c out of the fan-out and of presence.

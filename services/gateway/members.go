@@ -22,7 +22,8 @@ type members struct {
 	last    uint64 // the newest sequence fanned out
 	clients map[*client]struct{}
 	// recent holds the newest messages fanned out, every one since the
-	// room started here, up to 2*keep of them and keepBytes.
+	// room started here (and the newest stored before: seed), up to
+	// 2*keep of them and keepBytes.
 	recent      []chat.Message
 	recentBytes int
 }
@@ -74,6 +75,20 @@ func (ms *members) remember(m chat.Message) {
 		// The byte bound broke the "every message since the room started"
 		// promise for the dropped ones; joins check recent[0] anyway.
 		ms.recent = slices.Delete(ms.recent, 0, drop)
+	}
+}
+
+// seed puts msgs, the room's newest stored messages up to its position,
+// every one of them from the first on, in recent: before any message is
+// fanned out, so recent stays every message from its first to the newest.
+func (ms *members) seed(msgs []chat.Message) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if len(ms.recent) > 0 || len(msgs) == 0 || msgs[len(msgs)-1].Seq > ms.last {
+		return
+	}
+	for _, m := range msgs {
+		ms.remember(m)
 	}
 }
 
