@@ -64,7 +64,7 @@ func newConsumer(nc *nats.Conn, src *source, st *store.Store, h *health, m *metr
 // fetched.
 func (c *consumer) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		msgs, err := c.fetch()
+		msgs, err := c.fetch(ctx)
 		var epoch int64
 		if err == nil && len(msgs) > 0 {
 			epoch, err = c.checkEpoch(ctx)
@@ -137,14 +137,18 @@ func (c *consumer) recover(ctx context.Context, cause error) {
 // fetch waits up to fetchWait for one message, lingers a moment, then takes
 // whatever else is waiting, up to a batch. A quiet room gets its message
 // stored within the linger instead of after a full batch wait; a busy
-// stream gives full batches.
-func (c *consumer) fetch() ([]*nats.Msg, error) {
+// stream gives full batches. When a whole batch is already waiting behind
+// the first message (a backlog), lingering would only cap the rate: at
+// 500 per batch and 20 ms, 25,000 rows/s at most, whatever the database.
+func (c *consumer) fetch(ctx context.Context) ([]*nats.Msg, error) {
 	msgs, err := pull(c.nc, nextSubject(), 1, c.fetchWait)
 	if err != nil || len(msgs) == 0 {
 		return msgs, err
 	}
 	if c.batchSize > 1 {
-		time.Sleep(c.linger)
+		if !backlogged(msgs[0], c.batchSize-1) {
+			sleep(ctx, c.linger) // a shutdown cuts it short: what came is stored
+		}
 		rest, err := pull(c.nc, nextSubject(), c.batchSize-1, 0)
 		if err != nil {
 			// Store what we have; the next fetch meets the problem.
@@ -153,6 +157,13 @@ func (c *consumer) fetch() ([]*nats.Msg, error) {
 		msgs = append(msgs, rest...)
 	}
 	return msgs, nil
+}
+
+// backlogged says whether at least n more messages wait behind m, by its
+// JetStream metadata; without metadata it says no, and fetch lingers.
+func backlogged(m *nats.Msg, n int) bool {
+	meta, err := m.Metadata()
+	return err == nil && meta.NumPending >= uint64(n)
 }
 
 // reply sends an acknowledgement for each of msgs. A lost one only means a

@@ -126,3 +126,23 @@ func TestBadPayloadsAreSkipped(t *testing.T) {
 			fmt.Sprintf("ack floor %d, pending %d, redelivered %d", info.AckFloor.Stream, info.NumAckPending, info.NumRedelivered)
 	})
 }
+
+// TestBacklogIsNotLingeredOver: with a whole batch waiting, history stores
+// it at once; the linger is for a trickle. Here the linger is longer than
+// the test waits, so only batches taken without lingering can be stored.
+func TestBacklogIsNotLingeredOver(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	nc := natstest.Connect(t, s)
+	cfg := testConfig(t, s)
+	cfg.BatchSize = 10
+	cfg.BatchLinger = time.Hour
+	st := openStore(t, sqliteBackend.setup(t, &cfg))
+	stop := startHistory(t, cfg, nc) // creates the stream and the consumer
+	stop()
+
+	rooms := roomNames(3)
+	publish(t, nc, rooms, 0, 25) // two whole batches and five more
+	startHistory(t, cfg, nc)
+	waitRows(t, st, 20, testkit.Deadline)
+}
