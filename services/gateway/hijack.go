@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -18,19 +19,24 @@ import (
 // Every write on the connection also gets a deadline, so the gateway can
 // write with a plain context: a context with a timeout per frame costs a
 // timer and several allocations per delivery.
+//
+// After a successful Hijack, conn is the connection the library writes to
+// (see gatherConn).
 type smallBuffers struct {
 	http.ResponseWriter
 	writeTimeout time.Duration
+	conn         *gatherConn
 }
 
 const connBufferSize = 1 << 10
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	conn = deadlineConn{Conn: conn, timeout: w.writeTimeout}
+	w.conn = &gatherConn{Conn: conn, timeout: w.writeTimeout}
+	conn = w.conn
 	r := bufio.NewReaderSize(conn, connBufferSize)
 	if n := brw.Reader.Buffered(); n > 0 {
 		// What the client sent right after its upgrade request. It must
@@ -47,18 +53,68 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, connBufferSize)), nil
 }
 
-// deadlineConn sets a write deadline before every write.
-type deadlineConn struct {
+// gatherConn sets a write deadline before every write, and between gather
+// and flush collects the writes instead of making them. The library writes
+// a message larger than its 1 KiB buffer in two system calls (the buffer
+// topped up and flushed, then the rest); a batched message gathered here
+// goes out in one. Writes from other goroutines meanwhile (a pong, a close
+// frame) are gathered too, in the order the library made them, and go out
+// with the flush.
+type gatherConn struct {
 	net.Conn
 	timeout time.Duration
+
+	mu       sync.Mutex
+	gathered *[]byte // nil: writes go straight out
 }
 
-func (c deadlineConn) Write(p []byte) (int, error) {
+// gatherBuffers holds the buffers of gathers in progress: a connection
+// holds one only while it writes a large message.
+var gatherBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch+16); return &b }}
+
+func (c *gatherConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gathered != nil {
+		*c.gathered = append(*c.gathered, p...)
+		return len(p), nil
+	}
+	return c.write(p)
+}
+
+func (c *gatherConn) write(p []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)
 }
 
+// gather starts collecting writes; flush must follow.
+func (c *gatherConn) gather() {
+	b := gatherBuffers.Get().(*[]byte)
+	c.mu.Lock()
+	c.gathered = b
+	c.mu.Unlock()
+}
+
+// flush writes what was gathered in one write and stops gathering. It
+// holds the lock while it writes, so nothing written after the gather can
+// overtake it.
+func (c *gatherConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.gathered
+	c.gathered = nil
+	var err error
+	if len(*b) > 0 {
+		_, err = c.write(*b)
+	}
+	*b = (*b)[:0]
+	if cap(*b) <= maxBatch+16 {
+		gatherBuffers.Put(b)
+	}
+	return err
+}
+
 // Unwrap lets http.ResponseController reach the real writer.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }

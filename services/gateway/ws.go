@@ -91,7 +91,8 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusUpgradeRequired, "you may connect: this URL takes a WebSocket upgrade")
 		return
 	}
-	conn, err := websocket.Accept(smallBuffers{w, g.cfg.WriteTimeout}, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+	hijacked := &smallBuffers{ResponseWriter: w, writeTimeout: g.cfg.WriteTimeout}
+	conn, err := websocket.Accept(hijacked, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 	if err != nil {
 		g.hub.release(rm, nil)
 		g.releaseAddr(addr)
@@ -106,6 +107,7 @@ func (g *Gateway) serveWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &client{
 		conn:        conn,
+		raw:         hijacked.conn,
 		addr:        addr,
 		room:        room,
 		user:        id.name,
