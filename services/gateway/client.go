@@ -310,7 +310,7 @@ func (c *client) writeBatched(frames [][]byte, buf []byte) ([]byte, error) {
 // write deadline (see gatherConn), not a context. A message the library
 // would write in two system calls is gathered into one.
 func (c *client) write(frame []byte) error {
-	if len(frame) < connBufferSize-maxFrameHeader || c.raw == nil {
+	if len(frame) < writeBufferSize-maxFrameHeader || c.raw == nil {
 		return c.conn.Write(context.Background(), websocket.MessageText, frame)
 	}
 	c.raw.gather()

@@ -10,25 +10,31 @@ import (
 	"time"
 )
 
-// smallBuffers hands coder/websocket a hijacked connection with 1 KiB read
+// smallBuffers hands coder/websocket a hijacked connection with small read
 // and write buffers instead of net/http's 4 KiB ones, which the library
 // would otherwise keep for the life of every connection. Chat frames are
-// small; a larger read or write goes around the buffer, and batched writes
-// amortise the extra system call.
+// small; a larger read goes around the buffer, and a message that does not
+// fit the write buffer is gathered (see gatherConn), so it still takes one
+// system call.
 //
 // Every write on the connection also gets a deadline, so the gateway can
 // write with a plain context: a context with a timeout per frame costs a
 // timer and several allocations per delivery.
 //
-// After a successful Hijack, conn is the connection the library writes to
-// (see gatherConn).
+// After a successful Hijack, conn is the connection the library writes to.
 type smallBuffers struct {
 	http.ResponseWriter
 	writeTimeout time.Duration
 	conn         *gatherConn
 }
 
-const connBufferSize = 1 << 10
+// The buffers every connection keeps. The write buffer holds a control
+// frame whole (a close frame is at most 2+125 bytes), so the library's
+// pings, pongs and close frames are each one write.
+const (
+	readBufferSize  = 512
+	writeBufferSize = 256
+)
 
 func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
@@ -37,25 +43,25 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.conn = &gatherConn{Conn: conn, timeout: w.writeTimeout}
 	conn = w.conn
-	r := bufio.NewReaderSize(conn, connBufferSize)
+	r := bufio.NewReaderSize(conn, readBufferSize)
 	if n := brw.Reader.Buffered(); n > 0 {
 		// What the client sent right after its upgrade request. It must
 		// sit in the returned reader's buffer, not behind it:
 		// websocket.Accept keeps only the bytes buffered there and resets
 		// the reader onto the connection.
 		early, _ := brw.Reader.Peek(n)
-		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(connBufferSize, n))
+		r = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(readBufferSize, n))
 		if _, err := r.Peek(n); err != nil {
 			conn.Close()
 			return nil, nil, err
 		}
 	}
-	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, connBufferSize)), nil
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
 // gatherConn sets a write deadline before every write, and between gather
 // and flush collects the writes instead of making them. The library writes
-// a message larger than its 1 KiB buffer in two system calls (the buffer
+// a message larger than its write buffer in two system calls (the buffer
 // topped up and flushed, then the rest); a batched message gathered here
 // goes out in one. Writes from other goroutines meanwhile (a pong, a close
 // frame) are gathered too, in the order the library made them, and go out

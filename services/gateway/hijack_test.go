@@ -25,7 +25,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 func (c *countingConn) SetWriteDeadline(time.Time) error { return nil }
 
-// TestGatherMakesOneWrite: a message larger than the 1 KiB buffer, written
+// TestGatherMakesOneWrite: a message larger than the write buffer, written
 // through it the way the library does (header, payload, flush), reaches
 // the socket in one write when gathered, and in two when not.
 func TestGatherMakesOneWrite(t *testing.T) {
@@ -33,7 +33,7 @@ func TestGatherMakesOneWrite(t *testing.T) {
 	write := func(gather bool) [][]byte {
 		raw := &countingConn{}
 		c := &gatherConn{Conn: raw, timeout: time.Second}
-		bw := bufio.NewWriterSize(c, connBufferSize)
+		bw := bufio.NewWriterSize(c, writeBufferSize)
 		if gather {
 			c.gather()
 		}
