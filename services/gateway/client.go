@@ -21,8 +21,8 @@ import (
 // commands) is counted in wg, which endClient waits for.
 type client struct {
 	conn *websocket.Conn
-	raw  *gatherConn // what conn writes to
-	addr netip.Addr  // the client's address, counted against MaxConnsPerAddr
+	raw  *frameConn // under conn: messages are written here
+	addr netip.Addr // the client's address, counted against MaxConnsPerAddr
 	room string
 	user string // the author's name: ident.name
 	// ident is how the user is known; dir answers whether they are an
@@ -307,23 +307,10 @@ func (c *client) writeBatched(frames [][]byte, buf []byte) ([]byte, error) {
 }
 
 // write writes one WebSocket message. Its time limit is the connection's
-// write deadline (see gatherConn), not a context. A message the library
-// would write in two system calls is gathered into one.
+// write deadline (see frameConn), not a context.
 func (c *client) write(frame []byte) error {
-	if len(frame) < writeBufferSize-maxFrameHeader || c.raw == nil {
-		return c.conn.Write(context.Background(), websocket.MessageText, frame)
-	}
-	c.raw.gather()
-	err := c.conn.Write(context.Background(), websocket.MessageText, frame)
-	if ferr := c.raw.flush(); err == nil {
-		err = ferr
-	}
-	return err
+	return c.raw.writeText(frame)
 }
-
-// maxFrameHeader is the longest header of a server's WebSocket frame
-// (unmasked, 64-bit length).
-const maxFrameHeader = 10
 
 // spawn runs f on a goroutine the client owns, unless it is closing.
 func (c *client) spawn(f func()) bool {

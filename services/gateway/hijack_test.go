@@ -1,89 +1,127 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"net"
-	"sync"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
-// countingConn records every write that reaches the socket.
-type countingConn struct {
-	net.Conn
-	mu     sync.Mutex
-	writes [][]byte
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	c.writes = append(c.writes, bytes.Clone(p))
-	c.mu.Unlock()
-	return len(p), nil
-}
-
-func (c *countingConn) SetWriteDeadline(time.Time) error { return nil }
-
-// TestGatherMakesOneWrite: a message larger than the write buffer, written
-// through it the way the library does (header, payload, flush), reaches
-// the socket in one write when gathered, and in two when not.
-func TestGatherMakesOneWrite(t *testing.T) {
-	payload := bytes.Repeat([]byte("x"), 5000)
-	write := func(gather bool) [][]byte {
-		raw := &countingConn{}
-		c := &gatherConn{Conn: raw, timeout: time.Second}
-		bw := bufio.NewWriterSize(c, writeBufferSize)
-		if gather {
-			c.gather()
+// serveFrames runs a WebSocket server that hands each connection, as the
+// gateway does, to serve with its library side and the frameConn under it.
+func serveFrames(t *testing.T, serve func(ws *websocket.Conn, raw *frameConn)) *websocket.Conn {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hijacked := &smallBuffers{ResponseWriter: w, writeTimeout: 5 * time.Second}
+		ws, err := websocket.Accept(hijacked, r, nil)
+		if err != nil {
+			t.Errorf("accept: %v", err)
+			return
 		}
-		bw.Write([]byte{0x81, 126, 0x13, 0x88})
-		bw.Write(payload)
-		if err := bw.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if gather {
-			if err := c.flush(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return raw.writes
-	}
-	want := append([]byte{0x81, 126, 0x13, 0x88}, payload...)
-	for _, gather := range []bool{false, true} {
-		writes := write(gather)
-		if got := bytes.Join(writes, nil); !bytes.Equal(got, want) {
-			t.Errorf("gather=%v: the socket got %d bytes, want the %d written, in order", gather, len(got), len(want))
-		}
-		if wantN := map[bool]int{false: 2, true: 1}[gather]; len(writes) != wantN {
-			t.Errorf("gather=%v: %d writes, want %d", gather, len(writes), wantN)
-		}
-	}
-}
-
-// TestGatherKeepsOtherWritesInOrder: what another goroutine writes while a
-// gather is open (a pong, a close frame) is neither lost nor reordered,
-// and after the flush writes go straight out again.
-func TestGatherKeepsOtherWritesInOrder(t *testing.T) {
-	raw := &countingConn{}
-	c := &gatherConn{Conn: raw, timeout: time.Second}
-	c.gather()
-	c.Write([]byte("one "))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Write([]byte("pong "))
-	}()
-	<-done
-	c.Write([]byte("two "))
-	if len(raw.writes) != 0 {
-		t.Fatalf("%d writes reached the socket during the gather", len(raw.writes))
-	}
-	if err := c.flush(); err != nil {
+		go serve(ws, hijacked.conn)
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("three"))
-	if got := string(bytes.Join(raw.writes, nil)); got != "one pong two three" || len(raw.writes) != 2 {
-		t.Errorf("socket got %q in %d writes, want %q in 2", got, len(raw.writes), "one pong two three")
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// TestWriteTextIsAWebSocketMessage: messages the gateway writes itself, of
+// every header length, reach a real client whole and in order, with the
+// library's pings (control frames) between them.
+func TestWriteTextIsAWebSocketMessage(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 1000, 65535, 65536, 200_000}
+	errs := make(chan error, 1)
+	c := serveFrames(t, func(ws *websocket.Conn, raw *frameConn) {
+		for i, n := range sizes {
+			if err := raw.writeText(bytes.Repeat([]byte{'a' + byte(i)}, n)); err != nil {
+				errs <- fmt.Errorf("message of %d bytes: %w", n, err)
+				return
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				ws.Ping(ctx) // answered by the client's reads below
+			}()
+		}
+		errs <- nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, n := range sizes {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("message %d (%d bytes): %v", i, n, err)
+		}
+		if typ != websocket.MessageText || !bytes.Equal(data, bytes.Repeat([]byte{'a' + byte(i)}, n)) {
+			t.Fatalf("message %d: got a %v message of %d bytes, want text of %d bytes of %q", i, typ, len(data), n, 'a'+byte(i))
+		}
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoMessageAfterTheCloseFrame: once the library has written a close
+// frame, writeText refuses, so a client never sees a message after it.
+func TestNoMessageAfterTheCloseFrame(t *testing.T) {
+	after := make(chan error, 1)
+	c := serveFrames(t, func(ws *websocket.Conn, raw *frameConn) {
+		raw.writeText([]byte("before"))
+		go ws.Close(websocket.StatusNormalClosure, "bye") // waits for the client's reply
+		for !closedFrame(raw) {
+			time.Sleep(time.Millisecond)
+		}
+		after <- raw.writeText([]byte("after"))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, data, err := c.Read(ctx); err != nil || string(data) != "before" {
+		t.Fatalf("first read: %q, %v", data, err)
+	}
+	if err := <-after; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("writeText after the close frame: %v, want net.ErrClosed", err)
+	}
+	_, data, err := c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Errorf("second read: %q, %v; want the close frame", data, err)
+	}
+}
+
+func closedFrame(c *frameConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// TestTextHeader: the three length encodings of RFC 6455, section 5.2.
+func TestTextHeader(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{65535, []byte{0x81, 126, 0xff, 0xff}},
+		{65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+	} {
+		if got := textHeader(nil, tc.n); !bytes.Equal(got, tc.want) {
+			t.Errorf("textHeader(%d) = % x, want % x", tc.n, got, tc.want)
+		}
 	}
 }
