@@ -97,7 +97,13 @@ func (c *frameConn) Write(p []byte) (int, error) {
 // the two).
 func (c *frameConn) writeText(msg []byte) error {
 	b := frameBuffers.Get().(*[]byte)
-	defer frameBuffers.Put(b)
+	defer func() {
+		// A join's backlog can be larger than a batch: such a buffer is
+		// left to the GC rather than kept in the pool.
+		if cap(*b) <= maxFrameHeader+maxBatch {
+			frameBuffers.Put(b)
+		}
+	}()
 	*b = append(textHeader((*b)[:0], len(msg)), msg...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
