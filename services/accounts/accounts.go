@@ -151,10 +151,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Before serving: a gateway that starts now must find the buckets as
 	// the database is.
-	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		// Longer than natsconn.Retry's attempts: a first reconcile of a
-		// large database reads every session.
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	wait, attempt := 250*time.Millisecond, 10*time.Second
+	for {
+		// Each attempt may take longer than the last: a first reconcile
+		// of a large database reads every session. The first ones are
+		// short, because on a cluster just formed a bucket's watch can
+		// hang until its stream has a leader, and a new attempt gets
+		// past that where waiting does not.
+		rctx, cancel := context.WithTimeout(ctx, attempt)
 		err := proj.reconcileAll(rctx)
 		cancel()
 		if err == nil {
@@ -163,12 +167,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if ctx.Err() != nil {
 			return nil // stopped before it was set up: not a failure
 		}
-		log.Warn("retrying", "what", "reconcile buckets", "err", err, "retry_in", wait.String())
+		log.Warn("retrying", "what", "reconcile buckets", "err", err, "retry_in", wait.String(), "attempt_timeout", attempt.String())
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
+		wait, attempt = min(2*wait, 5*time.Second), min(2*attempt, 2*time.Minute)
 	}
 
 	svc := newService(cfg, st, proj, log)
