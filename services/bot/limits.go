@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natschat/chat/shared/chat"
+	"github.com/natschat/chat/shared/stream"
 )
 
 // smsLimitsBucket is the KV bucket holding the recent /sms of each
@@ -214,10 +215,8 @@ func (l *smsLimiter) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		// nats-server may still be removing its files and fail the create
 		// ("error creating store") or build the new one on them (see
 		// stream.Create).
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		if err := stream.AfterDeletion(ctx); err != nil {
+			return nil, err
 		}
 	}
 	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -192,14 +192,17 @@ func Use(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig
 // Only a wait avoids that: telling such a stream from a healthy one that
 // another service created meanwhile is not possible from the outside.
 func Create(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	if err := pause(ctx, 250*time.Millisecond); err != nil {
+	if err := AfterDeletion(ctx); err != nil {
 		return nil, err
 	}
 	return js.CreateStream(ctx, cfg)
 }
 
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+// AfterDeletion waits the moment Create waits, or until ctx ends: for a
+// stream or a KV bucket (a stream too) that may have just been deleted,
+// before creating it again.
+func AfterDeletion(ctx context.Context) error {
+	t := time.NewTimer(250 * time.Millisecond)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
