@@ -43,8 +43,9 @@ type Config struct {
 	FetchWait time.Duration `split_words:"true" default:"1s" desc:"longest wait for a message before fetching again; also bounds shutdown latency"`
 	// BatchLinger trades a few milliseconds of persistence delay for fewer
 	// commits: under a steady trickle every message would otherwise be its
-	// own transaction (and, on SQLite, its own fsync).
-	BatchLinger time.Duration `split_words:"true" default:"20ms" desc:"after the first message of a batch, how long to let more arrive before storing (0: store at once)"`
+	// own transaction (and, on SQLite, its own fsync). A backlog is not
+	// lingered over.
+	BatchLinger time.Duration `split_words:"true" default:"20ms" desc:"after the first message of a batch, how long to let more arrive before storing, unless a whole batch is waiting already (0: store at once)"`
 	AckWait     time.Duration `split_words:"true" default:"30s" desc:"consumer ack wait: a batch not acked in this time is redelivered"`
 	// ChatMaxBytes bounds the CHAT stream, which history owns: it brings
 	// the stream to this definition at start, the others never change it.
