@@ -230,16 +230,6 @@ func (c *client) closeReason() closeReason {
 func (c *client) writeLoop() {
 	defer c.wg.Done()
 	var spare [][]byte
-	// The batch buffer outlives this loop in a pool: a writer starts
-	// afresh for every burst, and growing a new buffer to 64 KiB each
-	// time was a sixth of the gateway's CPU under load (and most of its
-	// garbage).
-	var buf *[]byte
-	defer func() {
-		if buf != nil {
-			batchBuffers.Put(buf)
-		}
-	}()
 	for {
 		c.mu.Lock()
 		frames := c.queue
@@ -254,10 +244,7 @@ func (c *client) writeLoop() {
 
 		var err error
 		if c.batch {
-			if buf == nil {
-				buf = batchBuffers.Get().(*[]byte)
-			}
-			*buf, err = c.writeBatched(frames, *buf)
+			err = c.writeBatched(frames)
 		} else {
 			for _, f := range frames {
 				if err = c.write(f); err != nil {
@@ -277,33 +264,22 @@ func (c *client) writeLoop() {
 	}
 }
 
-// batchBuffers holds the buffers batched messages are joined in, each
-// big enough for the largest (maxBatch).
-var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch); return &b }}
-
 // writeBatched joins frames with newlines into messages of up to maxBatch
-// bytes: one write, and one system call, for many frames.
-func (c *client) writeBatched(frames [][]byte, buf []byte) ([]byte, error) {
+// bytes: one write, and one system call, for many frames. The frames are
+// copied once, into the buffer the message is written from.
+func (c *client) writeBatched(frames [][]byte) error {
 	for len(frames) > 0 {
-		if len(frames) == 1 || len(frames[0]) >= maxBatch {
-			if err := c.write(frames[0]); err != nil {
-				return buf, err
-			}
-			frames = frames[1:]
-			continue
+		n, size := 1, len(frames[0])
+		for n < len(frames) && size+1+len(frames[n]) <= maxBatch {
+			size += 1 + len(frames[n])
+			n++
 		}
-		buf = append(buf[:0], frames[0]...)
-		n := 1
-		for ; n < len(frames) && len(buf)+1+len(frames[n]) <= maxBatch; n++ {
-			buf = append(buf, '\n')
-			buf = append(buf, frames[n]...)
-		}
-		if err := c.write(buf); err != nil {
-			return buf, err
+		if err := c.raw.writeText(frames[:n]...); err != nil {
+			return err
 		}
 		frames = frames[n:]
 	}
-	return buf, nil
+	return nil
 }
 
 // write writes one WebSocket message. Its time limit is the connection's

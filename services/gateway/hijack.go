@@ -92,10 +92,14 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// writeText writes msg as one unfragmented, unmasked text message, in one
-// write of the header and a copy of msg (cheaper here than a writev of
-// the two).
-func (c *frameConn) writeText(msg []byte) error {
+// writeText writes parts, joined by newlines, as one unfragmented,
+// unmasked text message: the header and the parts copied after it, in one
+// write (a copy is cheaper here than a writev of the pieces).
+func (c *frameConn) writeText(parts ...[]byte) error {
+	n := len(parts) - 1
+	for _, p := range parts {
+		n += len(p)
+	}
 	b := frameBuffers.Get().(*[]byte)
 	defer func() {
 		// A join's backlog can be larger than a batch: such a buffer is
@@ -104,7 +108,13 @@ func (c *frameConn) writeText(msg []byte) error {
 			frameBuffers.Put(b)
 		}
 	}()
-	*b = append(textHeader((*b)[:0], len(msg)), msg...)
+	*b = textHeader((*b)[:0], n)
+	for i, p := range parts {
+		if i > 0 {
+			*b = append(*b, '\n')
+		}
+		*b = append(*b, p...)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -117,8 +127,8 @@ func (c *frameConn) writeText(msg []byte) error {
 	return err
 }
 
-// frameBuffers holds the buffers frames are written from, each big enough
-// for the header and a whole batch.
+// frameBuffers holds the buffers messages are written from, each big
+// enough for the header and a whole batch.
 var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, maxFrameHeader+maxBatch); return &b }}
 
 // maxFrameHeader is the longest header of a server's WebSocket frame

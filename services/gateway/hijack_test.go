@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/natschat/chat/shared/testkit"
 )
 
 // serveFrames runs a WebSocket server that hands each connection, as the
@@ -79,21 +81,20 @@ func TestWriteTextIsAWebSocketMessage(t *testing.T) {
 // TestNoMessageAfterTheCloseFrame: once the library has written a close
 // frame, writeText refuses, so a client never sees a message after it.
 func TestNoMessageAfterTheCloseFrame(t *testing.T) {
-	after := make(chan error, 1)
+	raws := make(chan *frameConn, 1)
 	c := serveFrames(t, func(ws *websocket.Conn, raw *frameConn) {
 		raw.writeText([]byte("before"))
-		go ws.Close(websocket.StatusNormalClosure, "bye") // waits for the client's reply
-		for !closedFrame(raw) {
-			time.Sleep(time.Millisecond)
-		}
-		after <- raw.writeText([]byte("after"))
+		raws <- raw
+		ws.Close(websocket.StatusNormalClosure, "bye") // waits for the client's reply
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, data, err := c.Read(ctx); err != nil || string(data) != "before" {
 		t.Fatalf("first read: %q, %v", data, err)
 	}
-	if err := <-after; !errors.Is(err, net.ErrClosed) {
+	raw := <-raws
+	testkit.WaitFor(t, "the close frame written", func() bool { return closedFrame(raw) })
+	if err := raw.writeText([]byte("after")); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("writeText after the close frame: %v, want net.ErrClosed", err)
 	}
 	_, data, err := c.Read(ctx)
@@ -106,6 +107,27 @@ func closedFrame(c *frameConn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
+}
+
+// TestWriteTextJoinsParts: a batch written as parts arrives as one
+// message, the parts joined by newlines.
+func TestWriteTextJoinsParts(t *testing.T) {
+	errs := make(chan error, 1)
+	c := serveFrames(t, func(_ *websocket.Conn, raw *frameConn) {
+		errs <- raw.writeText([]byte(`{"a":1}`), []byte(`{"b":2}`), bytes.Repeat([]byte("c"), 300))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, data, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"a":1}` + "\n" + `{"b":2}` + "\n" + strings.Repeat("c", 300); string(data) != want {
+		t.Errorf("got %q, want %q", data, want)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestTextHeader: the three length encodings of RFC 6455, section 5.2.
